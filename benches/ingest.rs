@@ -1,0 +1,53 @@
+//! Ingest throughput: `put` of 1 GiB into the embedded store next to chunking + hashing
+//! alone (FastCDC cut points, BLAKE3 of every chunk and of the whole blob, one thread).
+//!
+//! `cargo bench --bench ingest`
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use strata::{ChunkerParams, Store};
+
+const SIZE: usize = 1 << 30;
+
+fn ingest(c: &mut Criterion) {
+    let mut data = common::random_bytes(SIZE, 1);
+    let params = ChunkerParams::default();
+    let mut group = c.benchmark_group("ingest_1GiB");
+    group.sample_size(10).measurement_time(Duration::from_secs(40)).throughput(Throughput::Bytes(SIZE as u64));
+
+    group.bench_function("chunk_and_hash_only", |b| {
+        b.iter(|| {
+            let blob = blake3::hash(&data);
+            let mut last = [0u8; 32];
+            for (off, len) in strata::chunking::cut_points(&data, &params) {
+                last = *blake3::hash(&data[off..off + len]).as_bytes();
+            }
+            (blob, last)
+        })
+    });
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = rt.block_on(Store::open(common::settings(dir.path(), 64 << 20))).expect("open");
+    let mut round = 0u64;
+    group.bench_function("put_embedded", |b| {
+        b.iter_batched(
+            || {
+                round += 1;
+                common::refresh(&mut data, round);
+                Bytes::copy_from_slice(&data)
+            },
+            |input| rt.block_on(store.put(input)).expect("put"),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+    rt.block_on(store.close()).expect("close");
+}
+
+criterion_group!(benches, ingest);
+criterion_main!(benches);

@@ -1,0 +1,232 @@
+//! The work behind each subcommand.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::io::{AsyncRead, AsyncWriteExt};
+
+use super::{parse_range, Command, MetaCommand};
+use crate::error::{Error, Result};
+use crate::id::BlobId;
+use crate::settings::Settings;
+use crate::store::Store;
+
+/// Inputs and outputs at least this large get a progress bar (when stderr is a terminal).
+const PROGRESS_MIN_BYTES: u64 = 16 << 20;
+
+pub(super) async fn run(settings: Settings, command: Command) -> Result<ExitCode> {
+    if let Command::Meta { command } = &command {
+        return meta(&settings, command).await;
+    }
+    let store = Store::open(settings).await?;
+    let result = dispatch(&store, command).await;
+    // Close even after an error, so access statistics are flushed and the WAL synced.
+    let closed = store.close().await;
+    let code = result?;
+    closed?;
+    Ok(code)
+}
+
+async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Put { file, json } => put(store, &file, json).await,
+        Command::Get { id, output, range } => get(store, &parse_id(&id)?, output, range).await,
+        Command::Stat { id, json } => {
+            let stat = store.stat(&parse_id(&id)?).await?;
+            if json {
+                print_json(&stat)?;
+            } else {
+                let t = &stat.tiers;
+                println!("id:      {}", stat.id);
+                println!("size:    {} bytes", stat.size);
+                println!("chunks:  {} ({} distinct)", stat.chunks, stat.distinct_chunks);
+                println!("tiers:   hot {} B, warm {} B, cold {} B", t.hot, t.warm, t.cold);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ls { json } => {
+            let mut out = std::io::stdout().lock();
+            for b in store.list().await? {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&b).map_err(json_err)?)?;
+                } else {
+                    writeln!(out, "{}  {:>14}  {:>8} chunks", b.id, b.size, b.chunk_count)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rm { id } => {
+            store.delete(&parse_id(&id)?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { id, json } => {
+            let id = id.as_deref().map(parse_id).transpose()?;
+            let report = store.verify(id.as_ref()).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "checked {} chunks ({} bytes): {} corrupt, {} missing",
+                    report.chunks_checked,
+                    report.bytes_checked,
+                    report.corrupt.len(),
+                    report.missing.len()
+                );
+                for c in &report.corrupt {
+                    println!("corrupt chunk {c}");
+                }
+                for c in &report.missing {
+                    println!("missing chunk {c}");
+                }
+            }
+            Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Gc => {
+            let report = store.gc().await?;
+            println!("removed {} unreferenced chunks", report.chunks_removed);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Meta { .. } => Err(Error::internal("meta commands are handled before opening")),
+    }
+}
+
+fn parse_id(s: &str) -> Result<BlobId> {
+    s.trim().parse()
+}
+
+fn json_err(e: serde_json::Error) -> Error {
+    Error::internal("json output").with_source(e)
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v).map_err(json_err)?);
+    Ok(())
+}
+
+fn progress(len: Option<u64>, what: &str) -> ProgressBar {
+    let big = len.is_none_or(|n| n >= PROGRESS_MIN_BYTES);
+    if !std::io::stderr().is_terminal() || !big {
+        return ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    let template = if len.is_some() {
+        "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+    } else {
+        "{msg} {spinner} {bytes} {bytes_per_sec}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+async fn put(store: &Store, file: &Path, json: bool) -> Result<ExitCode> {
+    let (reader, len): (Box<dyn AsyncRead + Send + Unpin>, Option<u64>) = if file == Path::new("-") {
+        (Box::new(tokio::io::stdin()), None)
+    } else {
+        let f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| Error::from(e).context_prefix(format!("cannot open {}", file.display())))?;
+        let meta = f.metadata().await?;
+        if meta.is_dir() {
+            return Err(Error::invalid(format!("{} is a directory", file.display())));
+        }
+        (Box::new(f), Some(meta.len()))
+    };
+    let bar = progress(len, "put");
+    let receipt = store.put_stream(bar.wrap_async_read(reader)).await;
+    bar.finish_and_clear();
+    let receipt = receipt?;
+    if json {
+        print_json(&receipt)?;
+    } else {
+        eprintln!(
+            "stored {} bytes in {} chunks ({} new, {} bytes new, {} bytes reused)",
+            receipt.size, receipt.chunks, receipt.new_chunks, receipt.new_bytes, receipt.reused_bytes
+        );
+        println!("{}", receipt.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn get(store: &Store, id: &BlobId, output: Option<PathBuf>, range: Option<String>) -> Result<ExitCode> {
+    let size = store.head(id).await?.size;
+    let range = match range {
+        Some(r) => parse_range(&r, size)?,
+        None => 0..size,
+    };
+    let mut stream = store.get_stream(id, range.clone()).await?;
+    let bar = progress(Some(range.end - range.start), "get");
+    match output {
+        None => {
+            let mut out = tokio::io::stdout();
+            while let Some(piece) = stream.next().await {
+                let piece = piece?;
+                out.write_all(&piece).await?;
+                bar.inc(piece.len() as u64);
+            }
+            out.flush().await?;
+        }
+        Some(path) => {
+            // Write beside the target and rename, so a failed read leaves no partial file.
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let name = path.file_name().ok_or_else(|| Error::invalid(format!("{} is not a file path", path.display())))?;
+            let tmp = dir.join(format!(".{}.strata-partial", name.to_string_lossy()));
+            let written = async {
+                let mut f = tokio::fs::File::create(&tmp).await?;
+                while let Some(piece) = stream.next().await {
+                    let piece = piece?;
+                    f.write_all(&piece).await?;
+                    bar.inc(piece.len() as u64);
+                }
+                f.sync_all().await?;
+                tokio::fs::rename(&tmp, &path).await?;
+                Ok::<(), Error>(())
+            }
+            .await;
+            if written.is_err() {
+                let _ = tokio::fs::remove_file(&tmp).await;
+            }
+            written.map_err(|e| e.context_prefix(format!("writing {}", path.display())))?;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn meta(settings: &Settings, command: &MetaCommand) -> Result<ExitCode> {
+    let Some(pg) = settings.meta_postgres() else {
+        return match command {
+            MetaCommand::Migrate => {
+                println!("embedded metadata: the schema is created and checked when the store opens");
+                Ok(ExitCode::SUCCESS)
+            }
+            MetaCommand::Check => {
+                let store = Store::open(settings.clone()).await?;
+                let stats = store.meta().stats().await;
+                store.close().await?;
+                print_json(&stats?)?;
+                Ok(ExitCode::SUCCESS)
+            }
+        };
+    };
+    let meta = crate::meta::postgres::PostgresMeta::connect(pg).await?;
+    match command {
+        MetaCommand::Migrate => {
+            let version = meta.migrate().await?;
+            println!("schema version {version}");
+        }
+        MetaCommand::Check => {
+            use crate::meta::MetaStore;
+            print_json(&meta.stats().await?)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

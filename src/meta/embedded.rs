@@ -1,0 +1,531 @@
+//! The embedded metadata store: RocksDB column families in the same database as the hot
+//! tier (DESIGN §6). One process owns a data directory (RocksDB's lock), so a mutex
+//! around read-modify-write operations makes each commit, delete and GC step atomic,
+//! and a single `WriteBatch` makes it all-or-nothing on disk.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+
+use super::codec::*;
+use super::{validate_commit, MetaStore};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, ChunkId};
+use crate::model::*;
+use crate::rocks::{self, cf};
+use crate::settings::HotSettings;
+
+/// Version of the embedded layout this binary writes.
+pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_KEY: &[u8] = b"schema_version";
+
+/// Metadata in RocksDB column families.
+#[derive(Clone)]
+pub struct EmbeddedMeta {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<DB>,
+    sync: bool,
+    write_lock: Mutex<()>,
+    claims: Mutex<HashMap<Vec<u8>, (String, u64)>>,
+    log_seq: AtomicU64,
+}
+
+impl EmbeddedMeta {
+    /// Open a database in `dir` used for metadata only (tests, tools).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = rocks::open(dir, &HotSettings::default())?;
+        Self::new(db, true)
+    }
+
+    /// Metadata inside an already open database. `sync` makes commits and deletes wait
+    /// for the write-ahead log to reach disk.
+    pub fn new(db: Arc<DB>, sync: bool) -> Result<Self> {
+        let sys = cf(&db, rocks::CF_SYSTEM)?;
+        match db.get_cf(sys, SCHEMA_KEY)? {
+            None => db.put_cf(sys, SCHEMA_KEY, SCHEMA_VERSION.to_be_bytes())?,
+            Some(v) => {
+                let found = v.as_slice().try_into().map(u32::from_be_bytes).unwrap_or(u32::MAX);
+                if found > SCHEMA_VERSION {
+                    return Err(Error::invalid(format!(
+                        "metadata schema version {found} is newer than this strata ({SCHEMA_VERSION}); upgrade strata"
+                    )));
+                }
+            }
+        }
+        Ok(EmbeddedMeta {
+            inner: Arc::new(Inner {
+                db,
+                sync,
+                write_lock: Mutex::new(()),
+                claims: Mutex::new(HashMap::new()),
+                log_seq: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner)).await?
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave RocksDB half-written (batches are
+    // atomic), so a poisoned lock is safe to reuse.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    fn write(&self, batch: WriteBatch) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(self.sync);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    fn chunk(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
+        let cf = cf(&self.db, rocks::CF_CHUNK_META)?;
+        self.db.get_pinned_cf(cf, id.as_bytes())?.map(|v| decode_chunk(id.as_bytes(), &v)).transpose()
+    }
+
+    fn blob(&self, id: &BlobId) -> Result<Option<BlobRecord>> {
+        let cf = cf(&self.db, rocks::CF_BLOBS)?;
+        self.db.get_pinned_cf(cf, id.as_bytes())?.map(|v| decode_blob(id.as_bytes(), &v)).transpose()
+    }
+
+    fn locations(&self, id: &ChunkId) -> Result<Vec<Location>> {
+        let cf = cf(&self.db, rocks::CF_LOCATIONS)?;
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(cf, IteratorMode::From(id.as_bytes(), Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(id.as_bytes()) {
+                break;
+            }
+            out.push(decode_location(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn readable(&self, id: &ChunkId, node: &str) -> Result<bool> {
+        Ok(self.locations(id)?.iter().any(|l| l.health == Health::Ok && l.readable_by(node)))
+    }
+
+    fn manifest(&self, id: &BlobId) -> Result<Vec<ManifestEntry>> {
+        self.manifest_range(id, 0, u64::MAX)
+    }
+
+    fn manifest_range(&self, id: &BlobId, start: u64, end: u64) -> Result<Vec<ManifestEntry>> {
+        let cf = cf(&self.db, rocks::CF_MANIFEST)?;
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        // The entry covering `start` is the last one at or before it.
+        let mut iter = self.db.raw_iterator_cf(cf);
+        iter.seek_for_prev(manifest_key(id, start));
+        if !iter.valid() || !iter.key().is_some_and(|k| k.starts_with(id.as_bytes())) {
+            iter.seek(manifest_key(id, start));
+        }
+        while iter.valid() {
+            let (Some(k), Some(v)) = (iter.key(), iter.value()) else { break };
+            if !k.starts_with(id.as_bytes()) {
+                break;
+            }
+            let e = decode_manifest(k, v)?;
+            if e.offset >= end {
+                break;
+            }
+            if e.end() > start {
+                out.push(e);
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl MetaStore for EmbeddedMeta {
+    async fn readable_chunks(&self, ids: &[ChunkId], node: &str) -> Result<HashSet<ChunkId>> {
+        let ids = ids.to_vec();
+        let node = node.to_string();
+        self.blocking(move |inner| {
+            let mut out = HashSet::new();
+            for id in ids {
+                if !out.contains(&id) && inner.readable(&id, &node)? {
+                    out.insert(id);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn commit_blob(&self, commit: &BlobCommit) -> Result<CommitOutcome> {
+        validate_commit(commit)?;
+        let commit = commit.clone();
+        self.blocking(move |inner| {
+            let _guard = lock(&inner.write_lock);
+            if let Some(existing) = inner.blob(&commit.blob.id)? {
+                return Ok(CommitOutcome::AlreadyExists(existing));
+            }
+            let mut counts: BTreeMap<ChunkId, (u64, u32)> = BTreeMap::new();
+            for e in &commit.entries {
+                counts.entry(e.chunk).or_insert((0, e.length)).0 += 1;
+            }
+            let fresh: HashSet<ChunkId> = commit
+                .new_locations
+                .iter()
+                .filter(|l| l.health == Health::Ok && l.readable_by(&commit.node))
+                .map(|l| l.chunk)
+                .collect();
+            let mut missing = Vec::new();
+            for id in counts.keys() {
+                if !fresh.contains(id) && !inner.readable(id, &commit.node)? {
+                    missing.push(*id);
+                }
+            }
+            if !missing.is_empty() {
+                return Ok(CommitOutcome::MissingChunks(missing));
+            }
+            let db = &inner.db;
+            let mut batch = WriteBatch::default();
+            batch.put_cf(cf(db, rocks::CF_BLOBS)?, commit.blob.id.as_bytes(), blob_value(&commit.blob));
+            let man = cf(db, rocks::CF_MANIFEST)?;
+            for e in &commit.entries {
+                batch.put_cf(man, manifest_key(&commit.blob.id, e.offset), manifest_value(e));
+            }
+            let meta = cf(db, rocks::CF_CHUNK_META)?;
+            let gcq = cf(db, rocks::CF_GC_QUEUE)?;
+            for (id, (n, size)) in &counts {
+                let mut rec = inner.chunk(id)?.unwrap_or(ChunkRecord {
+                    id: *id,
+                    size: *size,
+                    refcount: 0,
+                    zero_since_ms: None,
+                    last_access_ms: None,
+                    access_count: 0,
+                });
+                if let Some(since) = rec.zero_since_ms.take() {
+                    batch.delete_cf(gcq, gc_key(since, id));
+                }
+                rec.refcount += n;
+                batch.put_cf(meta, id.as_bytes(), chunk_value(&rec));
+            }
+            let locs = cf(db, rocks::CF_LOCATIONS)?;
+            for l in &commit.new_locations {
+                batch.put_cf(locs, key_of(l)?, location_value(l));
+            }
+            inner.write(batch)?;
+            Ok(CommitOutcome::Committed)
+        })
+        .await
+    }
+
+    async fn blob(&self, id: &BlobId) -> Result<Option<BlobRecord>> {
+        self.inner.blob(id)
+    }
+
+    async fn manifest_range(&self, id: &BlobId, start: u64, end: u64) -> Result<Vec<ManifestEntry>> {
+        self.inner.manifest_range(id, start, end)
+    }
+
+    async fn list_blobs(&self, after: Option<BlobId>, limit: usize) -> Result<Vec<BlobRecord>> {
+        self.blocking(move |inner| {
+            let cf = cf(&inner.db, rocks::CF_BLOBS)?;
+            let start = after.map(|a| a.as_bytes().to_vec()).unwrap_or_default();
+            let mut out = Vec::new();
+            for item in inner.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
+                let (k, v) = item?;
+                if after.is_some() && *k == start[..] {
+                    continue;
+                }
+                if out.len() >= limit {
+                    break;
+                }
+                out.push(decode_blob(&k, &v)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_blob(&self, id: &BlobId, now_ms: u64) -> Result<Option<Vec<ChunkId>>> {
+        let id = *id;
+        self.blocking(move |inner| {
+            let _guard = lock(&inner.write_lock);
+            if inner.blob(&id)?.is_none() {
+                return Ok(None);
+            }
+            let entries = inner.manifest(&id)?;
+            let db = &inner.db;
+            let mut batch = WriteBatch::default();
+            batch.delete_cf(cf(db, rocks::CF_BLOBS)?, id.as_bytes());
+            let man = cf(db, rocks::CF_MANIFEST)?;
+            for e in &entries {
+                batch.delete_cf(man, manifest_key(&id, e.offset));
+            }
+            let mut counts: BTreeMap<ChunkId, u64> = BTreeMap::new();
+            for e in &entries {
+                *counts.entry(e.chunk).or_default() += 1;
+            }
+            let meta = cf(db, rocks::CF_CHUNK_META)?;
+            let gcq = cf(db, rocks::CF_GC_QUEUE)?;
+            let mut zeroed = Vec::new();
+            for (chunk, n) in counts {
+                let Some(mut rec) = inner.chunk(&chunk)? else {
+                    return Err(Error::internal(format!("chunk {chunk} of blob {id} has no record")));
+                };
+                rec.refcount = rec.refcount.saturating_sub(n);
+                if rec.refcount == 0 {
+                    rec.zero_since_ms = Some(now_ms);
+                    batch.put_cf(gcq, gc_key(now_ms, &chunk), []);
+                    zeroed.push(chunk);
+                }
+                batch.put_cf(meta, chunk.as_bytes(), chunk_value(&rec));
+            }
+            inner.write(batch)?;
+            Ok(Some(zeroed))
+        })
+        .await
+    }
+
+    async fn chunk(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
+        self.inner.chunk(id)
+    }
+
+    async fn list_chunks(&self, after: Option<ChunkId>, limit: usize) -> Result<Vec<ChunkRecord>> {
+        self.blocking(move |inner| {
+            let cf = cf(&inner.db, rocks::CF_CHUNK_META)?;
+            let start = after.map(|a| a.as_bytes().to_vec()).unwrap_or_default();
+            let mut out = Vec::new();
+            for item in inner.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
+                let (k, v) = item?;
+                if after.is_some() && *k == start[..] {
+                    continue;
+                }
+                if out.len() >= limit {
+                    break;
+                }
+                out.push(decode_chunk(&k, &v)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn locations(&self, id: &ChunkId) -> Result<Vec<Location>> {
+        self.inner.locations(id)
+    }
+
+    async fn record_verification(&self, results: &[VerifyRecord]) -> Result<()> {
+        let results = results.to_vec();
+        self.blocking(move |inner| {
+            let _guard = lock(&inner.write_lock);
+            let db = &inner.db;
+            let locs = cf(db, rocks::CF_LOCATIONS)?;
+            let log = cf(db, rocks::CF_VERIFY_LOG)?;
+            let mut batch = WriteBatch::default();
+            for r in &results {
+                let key = key_of(&r.location)?;
+                if let Some(v) = db.get_pinned_cf(locs, &key)? {
+                    let mut l = decode_location(&key, &v)?;
+                    l.health = r.health;
+                    l.last_verified_ms = Some(r.at_ms);
+                    batch.put_cf(locs, &key, location_value(&l));
+                }
+                let seq = inner.log_seq.fetch_add(1, Ordering::Relaxed);
+                let mut lk = r.at_ms.to_be_bytes().to_vec();
+                lk.extend_from_slice(&seq.to_be_bytes());
+                lk.extend_from_slice(r.location.chunk.as_bytes());
+                let entry = serde_json::json!({
+                    "chunk": r.location.chunk, "tier": r.location.tier, "node": r.location.node,
+                    "pack": r.location.pack, "health": r.health, "at_ms": r.at_ms, "detail": r.detail,
+                });
+                batch.put_cf(log, lk, entry.to_string());
+            }
+            inner.write(batch)
+        })
+        .await
+    }
+
+    async fn record_access(&self, batch_in: &[(ChunkId, u64, u64)]) -> Result<()> {
+        let items = batch_in.to_vec();
+        self.blocking(move |inner| {
+            let _guard = lock(&inner.write_lock);
+            let meta = cf(&inner.db, rocks::CF_CHUNK_META)?;
+            let mut batch = WriteBatch::default();
+            for (id, at, n) in items {
+                if let Some(mut rec) = inner.chunk(&id)? {
+                    rec.last_access_ms = Some(rec.last_access_ms.map_or(at, |t| t.max(at)));
+                    rec.access_count += n;
+                    batch.put_cf(meta, id.as_bytes(), chunk_value(&rec));
+                }
+            }
+            // Access statistics are advisory: losing the last batch in a crash is fine.
+            inner.db.write(batch)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn gc_candidates(&self, zero_before_ms: u64, limit: usize) -> Result<Vec<ChunkId>> {
+        self.blocking(move |inner| {
+            let cf = cf(&inner.db, rocks::CF_GC_QUEUE)?;
+            let mut out = Vec::new();
+            for item in inner.db.iterator_cf(cf, IteratorMode::Start) {
+                let (k, _) = item?;
+                let (since, id) = decode_gc_key(&k)?;
+                if since > zero_before_ms || out.len() >= limit {
+                    break;
+                }
+                out.push(id);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn gc_remove(&self, ids: &[ChunkId], node: &str) -> Result<Vec<ChunkId>> {
+        let ids = ids.to_vec();
+        let node = node.to_string();
+        self.blocking(move |inner| {
+            let _guard = lock(&inner.write_lock);
+            let db = &inner.db;
+            let (meta, gcq, locs) =
+                (cf(db, rocks::CF_CHUNK_META)?, cf(db, rocks::CF_GC_QUEUE)?, cf(db, rocks::CF_LOCATIONS)?);
+            let mut batch = WriteBatch::default();
+            let mut removed = Vec::new();
+            for id in ids {
+                let Some(rec) = inner.chunk(&id)? else { continue };
+                if rec.refcount != 0 {
+                    continue;
+                }
+                let all = inner.locations(&id)?;
+                let (mine, others): (Vec<_>, Vec<_>) =
+                    all.into_iter().partition(|l| l.tier == Tier::Hot && l.node == node);
+                for l in &mine {
+                    batch.delete_cf(locs, key_of(l)?);
+                }
+                if !mine.is_empty() {
+                    removed.push(id);
+                }
+                if others.is_empty() {
+                    batch.delete_cf(meta, id.as_bytes());
+                    if let Some(since) = rec.zero_since_ms {
+                        batch.delete_cf(gcq, gc_key(since, &id));
+                    }
+                }
+            }
+            inner.write(batch)?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn claim_locations(&self, req: &ClaimRequest) -> Result<Vec<Location>> {
+        let req = req.clone();
+        self.blocking(move |inner| {
+            let db = &inner.db;
+            let mut claims = lock(&inner.claims);
+            claims.retain(|_, (_, until)| *until > req.now_ms);
+            let mut candidates = Vec::new();
+            for item in db.iterator_cf(cf(db, rocks::CF_LOCATIONS)?, IteratorMode::Start) {
+                let (k, v) = item?;
+                let l = decode_location(&k, &v)?;
+                if req.tier.is_some_and(|t| t != l.tier)
+                    || (req.own_hot_only && !(l.tier == Tier::Hot && l.node == req.node))
+                {
+                    continue;
+                }
+                if claims.get(&k[..]).is_some_and(|(owner, _)| *owner != req.node) {
+                    continue;
+                }
+                let order_key = match req.order {
+                    ClaimOrder::OldestVerified => l.last_verified_ms.map_or(0, |t| t + 1),
+                    ClaimOrder::LeastRecentlyAccessed => {
+                        inner.chunk(&l.chunk)?.and_then(|c| c.last_access_ms).map_or(0, |t| t + 1)
+                    }
+                };
+                candidates.push((order_key, k.to_vec(), l));
+            }
+            candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            let mut out = Vec::new();
+            for (_, k, l) in candidates.into_iter().take(req.limit) {
+                claims.insert(k, (req.node.clone(), req.now_ms + req.lease_ms));
+                out.push(l);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn release_claims(&self, node: &str, locations: &[Location]) -> Result<()> {
+        let mut claims = lock(&self.inner.claims);
+        for l in locations {
+            let k = key_of(l)?;
+            if claims.get(&k).is_some_and(|(owner, _)| owner == node) {
+                claims.remove(&k);
+            }
+        }
+        Ok(())
+    }
+
+    async fn refcount_mismatches(&self) -> Result<Vec<RefcountMismatch>> {
+        self.blocking(|inner| {
+            let db = &inner.db;
+            let mut actual: HashMap<ChunkId, u64> = HashMap::new();
+            for item in db.iterator_cf(cf(db, rocks::CF_MANIFEST)?, IteratorMode::Start) {
+                let (k, v) = item?;
+                *actual.entry(decode_manifest(&k, &v)?.chunk).or_default() += 1;
+            }
+            let mut out = Vec::new();
+            for item in db.iterator_cf(cf(db, rocks::CF_CHUNK_META)?, IteratorMode::Start) {
+                let (k, v) = item?;
+                let rec = decode_chunk(&k, &v)?;
+                let n = actual.remove(&rec.id).unwrap_or(0);
+                if n != rec.refcount {
+                    out.push(RefcountMismatch { chunk: rec.id, stored: rec.refcount, actual: n });
+                }
+            }
+            out.extend(actual.into_iter().map(|(chunk, n)| RefcountMismatch { chunk, stored: 0, actual: n }));
+            out.sort_by_key(|m| m.chunk);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<MetaStats> {
+        self.blocking(|inner| {
+            let db = &inner.db;
+            let count = |name: &str| -> Result<u64> {
+                let mut n = 0;
+                for item in db.iterator_cf(cf(db, name)?, IteratorMode::Start) {
+                    item?;
+                    n += 1;
+                }
+                Ok(n)
+            };
+            Ok(MetaStats {
+                schema_version: SCHEMA_VERSION,
+                blobs: count(rocks::CF_BLOBS)?,
+                manifest_entries: count(rocks::CF_MANIFEST)?,
+                chunks: count(rocks::CF_CHUNK_META)?,
+                locations: count(rocks::CF_LOCATIONS)?,
+            })
+        })
+        .await
+    }
+}

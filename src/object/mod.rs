@@ -1,0 +1,319 @@
+//! Object stores for the warm and cold tiers (DESIGN §5).
+//!
+//! [`ObjectStore`] is the small interface the tier code needs from a bucket: whole and
+//! ranged reads, writes with a storage class, server-side copies that change the class,
+//! and the restore dance of archive classes. Two implementations:
+//!
+//! * [`LocalObjectStore`]: a directory (the embedded default). Atomic writes, storage
+//!   classes and restores emulated in a JSON sidecar per object, restore delay measured on
+//!   the injected [`Clock`](crate::clock::Clock) so tests move time instead of sleeping.
+//! * [`S3ObjectStore`]: any S3 endpoint through aws-sdk-s3.
+//!
+//! [`FaultyObjectStore`] wraps either to count requests and inject outages in tests.
+//! See `docs/objects.md` for the error mapping and the on-disk format.
+
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+mod faulty;
+mod local;
+mod s3;
+mod s3_errors;
+
+pub use faulty::FaultyObjectStore;
+pub use local::LocalObjectStore;
+pub use s3::S3ObjectStore;
+
+/// Longest key accepted, in bytes (S3's own limit is 1024).
+pub const MAX_KEY_LEN: usize = 1024;
+/// Longest `/`-separated key segment accepted, in bytes (a file name in the local store).
+pub const MAX_SEGMENT_LEN: usize = 200;
+
+/// The S3 storage classes strata writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum StorageClass {
+    /// `STANDARD`: the warm tier.
+    #[default]
+    #[serde(rename = "STANDARD")]
+    Standard,
+    /// `GLACIER` (Glacier Flexible Retrieval): must be restored before reading.
+    #[serde(rename = "GLACIER")]
+    Glacier,
+    /// `DEEP_ARCHIVE`: must be restored before reading; slowest and cheapest.
+    #[serde(rename = "DEEP_ARCHIVE")]
+    DeepArchive,
+    /// `GLACIER_IR` (Glacier Instant Retrieval): archive pricing, readable directly.
+    #[serde(rename = "GLACIER_IR")]
+    GlacierIr,
+}
+
+impl StorageClass {
+    /// Every class, in declaration order.
+    pub const ALL: [StorageClass; 4] = [
+        StorageClass::Standard,
+        StorageClass::Glacier,
+        StorageClass::DeepArchive,
+        StorageClass::GlacierIr,
+    ];
+
+    /// The AWS name: `STANDARD`, `GLACIER`, `DEEP_ARCHIVE` or `GLACIER_IR`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageClass::Standard => "STANDARD",
+            StorageClass::Glacier => "GLACIER",
+            StorageClass::DeepArchive => "DEEP_ARCHIVE",
+            StorageClass::GlacierIr => "GLACIER_IR",
+        }
+    }
+
+    /// True for the classes whose objects must be restored before they can be read
+    /// (`GLACIER`, `DEEP_ARCHIVE`); false for `STANDARD` and `GLACIER_IR`.
+    pub fn needs_restore(self) -> bool {
+        matches!(self, StorageClass::Glacier | StorageClass::DeepArchive)
+    }
+}
+
+impl fmt::Display for StorageClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StorageClass {
+    type Err = Error;
+
+    /// Parses the AWS names, ignoring ASCII case.
+    fn from_str(s: &str) -> Result<Self> {
+        StorageClass::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "unknown storage class {s:?} (expected STANDARD, GLACIER, DEEP_ARCHIVE or GLACIER_IR)"
+                ))
+            })
+    }
+}
+
+/// Where an object stands with respect to archive restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RestoreStatus {
+    /// The object's class is readable directly (`STANDARD`, `GLACIER_IR`).
+    NotArchived,
+    /// Archived and not readable: no restore was requested, or the restored copy expired.
+    Archived,
+    /// A restore was requested and has not completed yet.
+    InProgress,
+    /// A restored copy is readable until `expiry_ms` (ms since the Unix epoch), when known.
+    Restored {
+        /// When the restored copy expires, if the backend says.
+        expiry_ms: Option<u64>,
+    },
+}
+
+impl RestoreStatus {
+    /// True when the object's bytes can be read now.
+    pub fn is_readable(&self) -> bool {
+        matches!(self, RestoreStatus::NotArchived | RestoreStatus::Restored { .. })
+    }
+}
+
+/// What [`ObjectStore::head`] and [`ObjectStore::list`] report about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The key, as passed to the store (without any backend prefix).
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Storage class. Classes strata does not write (e.g. `STANDARD_IA`) show as
+    /// [`StorageClass::Standard`].
+    pub storage_class: StorageClass,
+    /// Restore state. In [`ObjectStore::list`] results of S3 stores this is what the
+    /// listing says; a server that omits restore details reports archived objects as
+    /// [`RestoreStatus::Archived`]: ask [`ObjectStore::restore_status`] to be sure.
+    pub restore: RestoreStatus,
+    /// When the object was last written (ms since the Unix epoch), if known. The local
+    /// store measures it on its injected clock.
+    pub last_modified_ms: Option<u64>,
+}
+
+/// A bucket of immutable objects with storage classes, as the warm and cold tiers use it.
+///
+/// Keys must pass [`validate_key`]. Errors use [`ErrorKind`](crate::ErrorKind):
+/// `NotFound` for a missing key, `RestorePending` for reading an archived object that is
+/// not restored, `InvalidInput` for bad keys, out-of-range reads and refused credentials,
+/// `Unavailable` for anything a retry may fix (throttling, 5xx, timeouts, refused
+/// connections).
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// A short description for logs (`local:/path`, `s3://bucket/prefix`).
+    fn describe(&self) -> String;
+
+    /// Write `body` under `key` in `class`, replacing any object there. Atomic: readers
+    /// see the old object or the new one, never a part.
+    async fn put(&self, key: &str, body: Bytes, class: StorageClass) -> Result<()>;
+
+    /// The whole object.
+    async fn get(&self, key: &str) -> Result<Bytes>;
+
+    /// Bytes `range` of the object. An empty range returns no bytes without a request
+    /// (and without checking that the object exists). A range that does not lie within
+    /// the object (`range.end > size`, or `start > end`) is `InvalidInput`; it is never
+    /// clamped.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
+
+    /// Size, class and restore state.
+    async fn head(&self, key: &str) -> Result<ObjectMeta>;
+
+    /// Remove the object. Removing a missing key succeeds.
+    async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Every object whose key starts with `prefix` (a plain string prefix, may be empty),
+    /// sorted by key, however many there are.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Server-side copy of `from` to `to` in `class`. `from == to` with another class
+    /// changes the class in place (how warm packs go cold); the same class onto itself
+    /// changes nothing. Copying an archived, unrestored object is `RestorePending`. The
+    /// copy starts with no restore state.
+    async fn copy(&self, from: &str, to: &str, class: StorageClass) -> Result<()>;
+
+    /// Ask for an archived object to be made readable for `days` days. Asking again while
+    /// a restore is in progress succeeds and changes nothing; asking when a restored copy
+    /// exists extends it. An object in a class that needs no restore is `InvalidInput`.
+    async fn restore(&self, key: &str, days: u32) -> Result<()>;
+
+    /// The restore state alone (one `head`).
+    async fn restore_status(&self, key: &str) -> Result<RestoreStatus> {
+        Ok(self.head(key).await?.restore)
+    }
+}
+
+/// Check an object key: 1 to [`MAX_KEY_LEN`] bytes of ASCII letters, digits and
+/// `-_./=`, `/`-separated segments that are non-empty, at most [`MAX_SEGMENT_LEN`] bytes
+/// and do not start with `.` (so no `.`/`..` segments, no hidden files, no leading or
+/// trailing `/`). Anything else is `InvalidInput`.
+pub fn validate_key(key: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::invalid(format!("bad object key {:?}: {why}", short(key))));
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.len() > MAX_KEY_LEN {
+        return bad("longer than 1024 bytes");
+    }
+    if let Some(c) = key.chars().find(|&c| !key_char(c)) {
+        return bad(&format!("character {c:?} not allowed (use ASCII letters, digits, -_./=)"));
+    }
+    for segment in key.split('/') {
+        if segment.is_empty() {
+            return bad("empty segment (leading, trailing or doubled '/')");
+        }
+        if segment.starts_with('.') {
+            return bad("a segment starts with '.'");
+        }
+        if segment.len() > MAX_SEGMENT_LEN {
+            return bad("a segment is longer than 200 bytes");
+        }
+    }
+    Ok(())
+}
+
+/// Check a listing prefix: empty, or the characters of [`validate_key`] without a
+/// leading `/` and without a segment starting with `.` (a trailing `/` is fine).
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
+    validate_key(trimmed)
+        .map_err(|_| Error::invalid(format!("bad object key prefix {:?}", short(prefix))))
+}
+
+fn key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | '=')
+}
+
+/// At most 80 characters of `s`, for error messages.
+fn short(s: &str) -> String {
+    if s.len() <= 80 {
+        s.to_string()
+    } else {
+        let cut = (0..=80).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        format!("{}…", &s[..cut])
+    }
+}
+
+/// Check a read range: `start <= end`. Returns true when it is empty.
+fn check_range(key: &str, range: &Range<u64>) -> Result<bool> {
+    if range.start > range.end {
+        return Err(Error::invalid(format!(
+            "bad range {}..{} of object {key}: start after end",
+            range.start, range.end
+        )));
+    }
+    Ok(range.start == range.end)
+}
+
+/// Milliseconds in a day, for restore expiry.
+const DAY_MS: u64 = 86_400_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn storage_class_names_round_trip() {
+        for c in StorageClass::ALL {
+            assert_eq!(c.as_str().parse::<StorageClass>().unwrap(), c);
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(json, format!("\"{}\"", c.as_str()));
+            assert_eq!(serde_json::from_str::<StorageClass>(&json).unwrap(), c);
+        }
+        assert_eq!("glacier_ir".parse::<StorageClass>().unwrap(), StorageClass::GlacierIr);
+        assert_eq!("COLD".parse::<StorageClass>().unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert!(StorageClass::Glacier.needs_restore());
+        assert!(StorageClass::DeepArchive.needs_restore());
+        assert!(!StorageClass::GlacierIr.needs_restore());
+        assert!(!StorageClass::Standard.needs_restore());
+    }
+
+    #[test]
+    fn keys_are_validated() {
+        for ok in ["a", "packs/0123abcd", "a/b/c.pack", "x=1/y-2_z.3"] {
+            validate_key(ok).unwrap();
+        }
+        let long = "a".repeat(201);
+        let too_long = ["b"; 600].join("/");
+        for bad in [
+            "", "/a", "a/", "a//b", "..", "a/../b", "./a", "a/.hidden", "a b", "a\\b", "ä",
+            "a\nb", "a?b", "a+b", "%2e%2e", &long, &too_long,
+        ] {
+            let e = validate_key(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad:?}");
+        }
+        validate_prefix("").unwrap();
+        validate_prefix("packs/").unwrap();
+        validate_prefix("pa").unwrap();
+        assert!(validate_prefix("/packs").is_err());
+        assert!(validate_prefix("../").is_err());
+    }
+
+    #[test]
+    fn restore_status_serde() {
+        let s = RestoreStatus::Restored { expiry_ms: Some(5) };
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, r#"{"state":"restored","expiry_ms":5}"#);
+        assert_eq!(serde_json::from_str::<RestoreStatus>(&json).unwrap(), s);
+        assert!(s.is_readable());
+        assert!(!RestoreStatus::InProgress.is_readable());
+    }
+}

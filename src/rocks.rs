@@ -1,0 +1,98 @@
+//! The one RocksDB database of a data directory: the hot tier's chunk bytes and the
+//! embedded metadata live in column families of the same database, so both share one
+//! write-ahead log and a metadata commit can make earlier chunk writes durable with a
+//! single sync.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, DBCompressionType, Options, DB};
+
+use crate::error::{Error, Result};
+use crate::settings::HotSettings;
+
+/// Chunk bytes of the hot tier: chunk id → bytes.
+pub const CF_CHUNKS: &str = "chunks";
+/// Blob records: blob id → record.
+pub const CF_BLOBS: &str = "blobs";
+/// Manifest entries: blob id ‖ offset (big endian) → length ‖ chunk id.
+pub const CF_MANIFEST: &str = "manifest";
+/// Chunk records: chunk id → size, refcount, access statistics.
+pub const CF_CHUNK_META: &str = "chunk_meta";
+/// Chunk copies: chunk id ‖ tier ‖ node ‖ pack → location state.
+pub const CF_LOCATIONS: &str = "locations";
+/// Chunks at zero references: zero-since (big endian) ‖ chunk id → ().
+pub const CF_GC_QUEUE: &str = "gc_queue";
+/// Verification log: time (big endian) ‖ sequence → JSON record.
+pub const CF_VERIFY_LOG: &str = "verify_log";
+/// Node identity and schema version.
+pub const CF_SYSTEM: &str = "system";
+
+/// Every column family, in creation order.
+pub const ALL_CFS: &[&str] = &[
+    CF_CHUNKS,
+    CF_BLOBS,
+    CF_MANIFEST,
+    CF_CHUNK_META,
+    CF_LOCATIONS,
+    CF_GC_QUEUE,
+    CF_VERIFY_LOG,
+    CF_SYSTEM,
+];
+
+/// Open (creating if needed) the database in `dir`.
+pub fn open(dir: &Path, hot: &HotSettings) -> Result<Arc<DB>> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::invalid(format!("cannot create data directory {}", dir.display())).with_source(e)
+    })?;
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    db_opts.increase_parallelism(2);
+    db_opts.set_max_background_jobs(2);
+    db_opts.set_keep_log_file_num(4);
+
+    let cfs = ALL_CFS.iter().map(|name| {
+        let mut o = Options::default();
+        if *name == CF_CHUNKS {
+            // Chunk values live in blob files: compaction moves 40-byte keys, not bytes.
+            o.set_enable_blob_files(true);
+            o.set_min_blob_size(1024);
+            o.set_blob_file_size(256 << 20);
+            o.set_blob_compression_type(compression(&hot.blob_compression));
+            o.set_enable_blob_gc(true);
+            o.set_write_buffer_size(hot.write_buffer_bytes);
+            o.set_max_write_buffer_number(2);
+        } else {
+            o.set_compression_type(DBCompressionType::Lz4);
+        }
+        ColumnFamilyDescriptor::new(*name, o)
+    });
+    let db = DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(|e| {
+        let err: Error = e.into();
+        let msg = err.to_string();
+        if msg.contains("lock") {
+            Error::unavailable(format!(
+                "data directory {} is in use by another strata process",
+                dir.display()
+            ))
+        } else {
+            err.context_prefix(format!("opening {}", dir.display()))
+        }
+    })?;
+    Ok(Arc::new(db))
+}
+
+fn compression(name: &str) -> DBCompressionType {
+    match name {
+        "zstd" => DBCompressionType::Zstd,
+        "lz4" => DBCompressionType::Lz4,
+        _ => DBCompressionType::None,
+    }
+}
+
+/// The handle of a column family this module created.
+pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily> {
+    db.cf_handle(name)
+        .ok_or_else(|| Error::internal(format!("column family {name} is missing")))
+}

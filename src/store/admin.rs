@@ -1,0 +1,233 @@
+//! Inspection and upkeep: `stat`, `list`, `delete`, `gc` and `verify`.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::id::{BlobId, ChunkId};
+use crate::model::{BlobRecord, ChunkerParams, Health, Location, Tier, VerifyRecord};
+
+/// Chunks whose metadata is looked up per round trip by `stat` and `verify`.
+const PAGE: usize = 1024;
+
+/// Bytes of a blob's distinct chunks that have a healthy copy in each tier.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TierBytes {
+    /// In the hot tier (any node).
+    pub hot: u64,
+    /// In the warm tier.
+    pub warm: u64,
+    /// In the cold tier.
+    pub cold: u64,
+}
+
+/// What `stat` reports about a blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stat {
+    /// Blob id.
+    pub id: BlobId,
+    /// Size in bytes.
+    pub size: u64,
+    /// Manifest entries.
+    pub chunks: u64,
+    /// Distinct chunks.
+    pub distinct_chunks: u64,
+    /// Commit time, ms since the epoch.
+    pub created_ms: u64,
+    /// Chunking parameters that cut it.
+    pub chunker: ChunkerParams,
+    /// Bytes per tier (distinct chunks; a chunk in two tiers counts in both).
+    pub tiers: TierBytes,
+}
+
+/// Result of [`Store::verify`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Distinct chunks checked.
+    pub chunks_checked: u64,
+    /// Bytes re-hashed.
+    pub bytes_checked: u64,
+    /// Chunks whose local copy does not match its hash.
+    pub corrupt: Vec<ChunkId>,
+    /// Chunks with no copy this node can read.
+    pub missing: Vec<ChunkId>,
+}
+
+impl VerifyReport {
+    /// True when nothing is corrupt or missing.
+    pub fn is_clean(&self) -> bool {
+        self.corrupt.is_empty() && self.missing.is_empty()
+    }
+}
+
+/// Result of [`Store::gc`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Chunk copies deleted from this node's hot tier.
+    pub chunks_removed: u64,
+}
+
+impl Store {
+    /// A blob's size, chunk counts and bytes per tier.
+    pub async fn stat(&self, id: &BlobId) -> Result<Stat> {
+        self.check_open()?;
+        let rec = self.blob_record(id).await?;
+        let sizes = self.distinct_chunks(&rec).await?;
+        let ids: Vec<ChunkId> = sizes.keys().copied().collect();
+        let mut tiers = TierBytes::default();
+        for page in ids.chunks(PAGE) {
+            for (id, locs) in self.inner.meta.locations_many(page).await? {
+                let size = sizes.get(&id).copied().unwrap_or(0);
+                let healthy = |t: Tier| locs.iter().any(|l| l.tier == t && l.health == Health::Ok);
+                tiers.hot += if healthy(Tier::Hot) { size } else { 0 };
+                tiers.warm += if healthy(Tier::Warm) { size } else { 0 };
+                tiers.cold += if healthy(Tier::Cold) { size } else { 0 };
+            }
+        }
+        Ok(Stat {
+            id: rec.id,
+            size: rec.size,
+            chunks: rec.chunk_count,
+            distinct_chunks: sizes.len() as u64,
+            created_ms: rec.created_ms,
+            chunker: rec.params,
+            tiers,
+        })
+    }
+
+    /// Every committed blob, in id order.
+    pub async fn list(&self) -> Result<Vec<BlobRecord>> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.list_page(after, PAGE).await?;
+            let done = page.len() < PAGE;
+            after = page.last().map(|b| b.id);
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// One page of committed blobs after `after`, in id order.
+    pub async fn list_page(&self, after: Option<BlobId>, limit: usize) -> Result<Vec<BlobRecord>> {
+        self.check_open()?;
+        self.inner.meta.list_blobs(after, limit).await
+    }
+
+    /// Delete a blob. Its chunks lose a reference; those no blob needs are reclaimed by
+    /// [`Store::gc`] after the grace period. `NotFound` if it does not exist.
+    pub async fn delete(&self, id: &BlobId) -> Result<()> {
+        self.check_open()?;
+        let outcome = self.inner.meta.delete_blob(id, self.now_ms()).await?;
+        self.inner.blobs.invalidate(id).await;
+        self.inner.manifests.invalidate(id).await;
+        match outcome {
+            Some(zeroed) => {
+                tracing::debug!(blob = %id.short(), unreferenced = zeroed.len(), "deleted");
+                Ok(())
+            }
+            None => Err(Error::not_found(format!("blob {id}"))),
+        }
+    }
+
+    /// Reclaim hot copies of chunks that have had no references for longer than the
+    /// grace period. Metadata is committed first; bytes are deleted after.
+    pub async fn gc(&self) -> Result<GcReport> {
+        self.check_open()?;
+        let _fence = self.inner.gc_fence.write().await;
+        let grace_ms = self.inner.settings.gc.grace_secs.saturating_mul(1000);
+        let cutoff = self.now_ms().saturating_sub(grace_ms);
+        let mut report = GcReport::default();
+        loop {
+            let candidates = self.inner.meta.gc_candidates(cutoff, PAGE).await?;
+            if candidates.is_empty() {
+                return Ok(report);
+            }
+            let removed = self.inner.meta.gc_remove(&candidates, &self.inner.node).await?;
+            for id in &removed {
+                self.inner.chunks.invalidate(id).await;
+            }
+            report.chunks_removed += removed.len() as u64;
+            self.inner.hot.delete_many(removed).await?;
+            if candidates.len() < PAGE {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// Re-hash this node's copy of every chunk of `blob` (or of every chunk in the
+    /// store), bypassing the cache, and record each result in metadata.
+    pub async fn verify(&self, blob: Option<&BlobId>) -> Result<VerifyReport> {
+        self.check_open()?;
+        let mut report = VerifyReport::default();
+        match blob {
+            Some(id) => {
+                let rec = self.blob_record(id).await?;
+                let ids: Vec<ChunkId> = self.distinct_chunks(&rec).await?.into_keys().collect();
+                for page in ids.chunks(PAGE) {
+                    self.verify_chunks(page, &mut report).await?;
+                }
+            }
+            None => {
+                let mut after = None;
+                loop {
+                    let page = self.inner.meta.list_chunks(after, PAGE).await?;
+                    let Some(last) = page.last() else { break };
+                    after = Some(last.id);
+                    let ids: Vec<ChunkId> = page.iter().filter(|c| c.refcount > 0).map(|c| c.id).collect();
+                    self.verify_chunks(&ids, &mut report).await?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn verify_chunks(&self, ids: &[ChunkId], report: &mut VerifyReport) -> Result<()> {
+        let now = self.now_ms();
+        let node = self.inner.node.clone();
+        let locations = self.inner.meta.locations_many(ids).await?;
+        let mut records = Vec::new();
+        for id in ids {
+            report.chunks_checked += 1;
+            let locs = locations.get(id).map(Vec::as_slice).unwrap_or_default();
+            let local = locs.iter().find(|l| l.tier == Tier::Hot && l.node == node);
+            let bytes = self.inner.hot.get(id).await?;
+            let health = match &bytes {
+                Some(b) if ChunkId::of(b) == *id => Health::Ok,
+                Some(_) => Health::Corrupt,
+                None => Health::Missing,
+            };
+            report.bytes_checked += bytes.as_ref().map_or(0, |b| b.len() as u64);
+            let location = local.cloned().unwrap_or_else(|| Location::hot(*id, &node, 0, now));
+            if local.is_some() || health != Health::Missing {
+                records.push(VerifyRecord { location, health, at_ms: now, detail: "verify".into() });
+            }
+            // Another node's or tier's healthy copy still counts (it can be read there).
+            let elsewhere = locs.iter().any(|l| l.health == Health::Ok && !(l.tier == Tier::Hot && l.node == node));
+            match health {
+                Health::Ok => {}
+                Health::Corrupt => {
+                    self.inner.chunks.invalidate(id).await;
+                    report.corrupt.push(*id);
+                }
+                Health::Missing if local.is_some() || !elsewhere => report.missing.push(*id),
+                Health::Missing => {}
+            }
+        }
+        self.inner.meta.record_verification(&records).await
+    }
+
+    /// Distinct chunks of a blob with their sizes.
+    async fn distinct_chunks(&self, rec: &BlobRecord) -> Result<HashMap<ChunkId, u64>> {
+        let entries = self.entries(rec, 0, rec.size).await?;
+        let mut out = HashMap::with_capacity(entries.len());
+        for e in entries {
+            out.insert(e.chunk, u64::from(e.length));
+        }
+        Ok(out)
+    }
+}

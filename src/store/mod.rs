@@ -1,0 +1,243 @@
+//! The [`Store`]: the library API (DESIGN §3–4) over a metadata store and a hot tier.
+//!
+//! Components are injected ([`Components`]) so tests can swap in a fault-injecting
+//! metadata store or a manual clock; [`Store::open`] builds the defaults from
+//! [`Settings`]. Shutdown is ordered: refuse new work, stop workers (flushing access
+//! statistics), then sync and release the database.
+
+mod access;
+mod admin;
+mod put;
+mod read;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use moka::future::Cache;
+
+pub use admin::{GcReport, Stat, TierBytes, VerifyReport};
+pub use put::PutReceipt;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::hot::{ChunkTier, HotTier};
+use crate::id::{BlobId, ChunkId};
+use crate::meta::embedded::EmbeddedMeta;
+use crate::meta::MetaStore;
+use crate::model::{BlobRecord, ManifestEntry};
+use crate::rocks;
+use crate::settings::Settings;
+use crate::worker::WorkerSet;
+use access::AccessLog;
+
+/// Blobs with at most this many chunks have their whole manifest cached after a read;
+/// larger ones are looked up by range each time (one metadata query).
+const MANIFEST_CACHE_MAX_ENTRIES: u64 = 4096;
+
+/// Replacements for the components [`Store::open`] would build from settings.
+#[derive(Default)]
+pub struct Components {
+    /// Metadata store (default: from `settings.meta`).
+    pub meta: Option<Arc<dyn MetaStore>>,
+    /// Hot tier (default: RocksDB in `settings.data_dir`).
+    pub hot: Option<Arc<dyn ChunkTier>>,
+    /// Clock (default: the system clock).
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Wraps whichever metadata store is chosen (fault injection, metrics).
+    pub wrap_meta: Option<MetaWrapper>,
+}
+
+/// A function wrapping the metadata store, see [`Components::wrap_meta`].
+pub type MetaWrapper = Box<dyn FnOnce(Arc<dyn MetaStore>) -> Arc<dyn MetaStore> + Send>;
+
+/// A handle to an open store. Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    meta: Arc<dyn MetaStore>,
+    hot: Arc<dyn ChunkTier>,
+    clock: Arc<dyn Clock>,
+    node: String,
+    /// True when metadata commits go through the same RocksDB WAL as chunk writes, so
+    /// the synced commit also makes the chunks durable.
+    wal_shared: bool,
+    chunks: Cache<ChunkId, Bytes>,
+    blobs: Cache<BlobId, Arc<BlobRecord>>,
+    manifests: Cache<BlobId, Arc<Vec<ManifestEntry>>>,
+    access: Arc<AccessLog>,
+    /// Puts hold it shared from their first chunk write to their commit; GC holds it
+    /// exclusively from its metadata commit to its byte deletion, so GC never deletes
+    /// bytes a put in flight is about to reference.
+    gc_fence: tokio::sync::RwLock<()>,
+    workers: tokio::sync::Mutex<WorkerSet>,
+    closed: AtomicBool,
+}
+
+impl Store {
+    /// Open the store described by `settings` (creating the data directory).
+    pub async fn open(settings: Settings) -> Result<Store> {
+        Self::open_with(settings, Components::default()).await
+    }
+
+    /// Open with some components replaced.
+    pub async fn open_with(settings: Settings, components: Components) -> Result<Store> {
+        settings.validate()?;
+        let needs_db = components.hot.is_none() || (components.meta.is_none() && settings.meta_postgres().is_none());
+        let db = if needs_db {
+            let dir = settings.data_dir.clone();
+            let hot_settings = settings.hot.clone();
+            Some(tokio::task::spawn_blocking(move || rocks::open(&dir, &hot_settings)).await??)
+        } else {
+            None
+        };
+        let node = match &db {
+            Some(db) => node_id(db, &settings)?,
+            None => format!("node-{}", std::process::id()),
+        };
+        let (meta, wal_shared): (Arc<dyn MetaStore>, bool) = match (components.meta, &db) {
+            (Some(m), _) => (m, false),
+            (None, Some(db)) if settings.meta_postgres().is_none() => {
+                (Arc::new(EmbeddedMeta::new(db.clone(), settings.hot.sync)?), true)
+            }
+            (None, _) => match settings.meta_postgres() {
+                Some(pg) => (Arc::new(crate::meta::postgres::PostgresMeta::connect(pg).await?), false),
+                None => return Err(Error::internal("no metadata store configured")),
+            },
+        };
+        let meta = match components.wrap_meta {
+            Some(wrap) => wrap(meta),
+            None => meta,
+        };
+        let hot: Arc<dyn ChunkTier> = match (components.hot, db) {
+            (Some(h), _) => h,
+            (None, Some(db)) => Arc::new(HotTier::new(db)),
+            (None, None) => return Err(Error::internal("no hot tier configured")),
+        };
+        let clock = components.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let cache_bytes = settings.cache.bytes;
+        // Chunk bytes get most of the budget; manifests and records are small.
+        let weigh_cap = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let chunks = Cache::builder()
+            .max_capacity(cache_bytes / 8 * 7)
+            .weigher(move |_: &ChunkId, v: &Bytes| weigh_cap(v.len()))
+            .build();
+        let blobs = Cache::builder().max_capacity((cache_bytes / 64).max(1024) / 64).build();
+        let manifests = Cache::builder()
+            .max_capacity(cache_bytes / 16)
+            .weigher(move |_: &BlobId, v: &Arc<Vec<ManifestEntry>>| weigh_cap(v.len() * 48))
+            .build();
+        let access = Arc::new(AccessLog::new(meta.clone()));
+        let mut workers = WorkerSet::new();
+        workers.start(access.clone(), Duration::from_millis(settings.access.flush_interval_ms.max(10)));
+        Ok(Store {
+            inner: Arc::new(Inner {
+                settings,
+                meta,
+                hot,
+                clock,
+                node,
+                wal_shared,
+                chunks,
+                blobs,
+                manifests,
+                access,
+                gc_fence: tokio::sync::RwLock::new(()),
+                workers: tokio::sync::Mutex::new(workers),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The settings this store runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// This node's id (owner of its hot copies in shared metadata).
+    pub fn node_id(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// The metadata store (for tools and tests).
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.inner.meta
+    }
+
+    /// The blob's record (size, chunk count, chunking parameters) without its manifest.
+    pub async fn head(&self, id: &BlobId) -> Result<BlobRecord> {
+        self.check_open()?;
+        Ok(self.blob_record(id).await?.as_ref().clone())
+    }
+
+    /// Whether the blob is committed.
+    pub async fn contains(&self, id: &BlobId) -> Result<bool> {
+        self.check_open()?;
+        Ok(self.blob_record(id).await.map(|_| true).or_else(|e| {
+            if e.kind() == crate::ErrorKind::NotFound {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        })?)
+    }
+
+    /// Stop background work (flushing access statistics) and make everything durable.
+    /// Later calls on any clone fail with `Closed`. Idempotent.
+    pub async fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Wait for puts and GC in flight to finish before tearing down.
+        let _fence = self.inner.gc_fence.write().await;
+        self.inner.workers.lock().await.close().await?;
+        self.inner.hot.sync().await
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            Err(Error::closed())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// The blob's record, from the cache or the metadata store; `NotFound` if absent.
+    async fn blob_record(&self, id: &BlobId) -> Result<Arc<BlobRecord>> {
+        if let Some(rec) = self.inner.blobs.get(id).await {
+            return Ok(rec);
+        }
+        match self.inner.meta.blob(id).await? {
+            Some(rec) => {
+                let rec = Arc::new(rec);
+                self.inner.blobs.insert(*id, rec.clone()).await;
+                Ok(rec)
+            }
+            None => Err(Error::not_found(format!("blob {id}"))),
+        }
+    }
+}
+
+/// This data directory's node id: created once, kept in the database.
+fn node_id(db: &rocksdb::DB, settings: &Settings) -> Result<String> {
+    let sys = rocks::cf(db, rocks::CF_SYSTEM)?;
+    if let Some(v) = db.get_cf(sys, b"node_id")? {
+        return String::from_utf8(v).map_err(|_| Error::corrupt("node id is not UTF-8"));
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(&std::process::id().to_le_bytes());
+    h.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());
+    h.update(settings.data_dir.to_string_lossy().as_bytes());
+    let id = format!("node-{}", &h.finalize().to_hex()[..16]);
+    db.put_cf(sys, b"node_id", id.as_bytes())?;
+    Ok(id)
+}

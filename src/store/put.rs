@@ -1,0 +1,230 @@
+//! Ingest (DESIGN §3): a bounded pipeline that overlaps reading, chunking, hashing and
+//! storing, then one metadata commit.
+//!
+//! ```text
+//!  reader task ──blocks──▶ chunker thread (FastCDC + chunk BLAKE3) ──batches──▶ writer
+//!        └──────blocks──▶ blob hasher thread (whole-content BLAKE3)   (dedup, hot put)
+//! ```
+//! Every channel is bounded, so memory stays a few blocks whatever the input size.
+//! Chunks are written before the commit; a crash in between leaves only unreferenced
+//! chunks, invisible to readers and harmless to later puts.
+
+use std::collections::HashSet;
+
+use bytes::{Bytes, BytesMut};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+use super::Store;
+use crate::chunking::StreamChunker;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::{BlobId, ChunkId};
+use crate::model::{BlobCommit, BlobRecord, ChunkerParams, CommitOutcome, Health, Location, ManifestEntry, VerifyRecord};
+
+/// Size of the blocks read from the input and handed to the chunker.
+const BLOCK_BYTES: usize = 4 << 20;
+/// Blocks or batches in flight per channel.
+const CHANNEL_DEPTH: usize = 2;
+
+/// What a put did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PutReceipt {
+    /// The blob's id (BLAKE3 of its content).
+    pub id: BlobId,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Number of chunks in its manifest.
+    pub chunks: u64,
+    /// Distinct chunks this put stored.
+    pub new_chunks: u64,
+    /// Bytes this put stored.
+    pub new_bytes: u64,
+    /// Bytes already present (in other blobs or earlier in this one).
+    pub reused_bytes: u64,
+    /// True if the blob was already committed, so nothing changed.
+    pub existed: bool,
+}
+
+struct Batch {
+    chunks: Vec<(u64, ChunkId, Bytes)>,
+}
+
+impl Store {
+    /// Store `data` as a blob.
+    pub async fn put(&self, data: Bytes) -> Result<PutReceipt> {
+        self.check_open()?;
+        match self.put_stream(std::io::Cursor::new(data.clone())).await {
+            // A copy vanished between the dedup check and the commit (a scrub marked it
+            // corrupt): the bytes are at hand, so try once more.
+            Err(e) if e.kind() == ErrorKind::Unavailable && e.context().starts_with("chunks vanished") => {
+                self.put_stream(std::io::Cursor::new(data)).await
+            }
+            other => other,
+        }
+    }
+
+    /// Store everything `reader` yields as a blob, with bounded memory.
+    pub async fn put_stream<R: AsyncRead + Send + Unpin + 'static>(&self, mut reader: R) -> Result<PutReceipt> {
+        self.check_open()?;
+        let params = self.inner.settings.chunking;
+        let (block_tx, block_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+        let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+        let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
+
+        let chunker = tokio::task::spawn_blocking(move || chunk_blocks(params, block_rx, batch_tx));
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut h = blake3::Hasher::new();
+            let mut size = 0u64;
+            while let Some(block) = hash_rx.blocking_recv() {
+                size += block.len() as u64;
+                h.update(&block);
+            }
+            (BlobId::from(h.finalize()), size)
+        });
+        let read = async move {
+            loop {
+                let mut buf = BytesMut::with_capacity(BLOCK_BYTES);
+                while buf.len() < BLOCK_BYTES {
+                    if reader.read_buf(&mut buf).await? == 0 {
+                        break;
+                    }
+                }
+                if buf.is_empty() {
+                    return Ok::<(), Error>(());
+                }
+                let block = buf.freeze();
+                let short = block.len() < BLOCK_BYTES;
+                if hash_tx.send(block.clone()).await.is_err() || block_tx.send(block).await.is_err() {
+                    return Err(Error::internal("ingest pipeline stopped"));
+                }
+                if short {
+                    return Ok(());
+                }
+            }
+        };
+
+        let _fence = self.inner.gc_fence.read().await;
+        let write = async {
+            let mut w = Written::default();
+            while let Some(batch) = batch_rx.recv().await {
+                self.store_batch(batch, &mut w).await?;
+            }
+            Ok::<Written, Error>(w)
+        };
+        let (read_res, write_res) = tokio::join!(read, write);
+        // A failed writer stops the chunker and then the reader ("pipeline stopped"), so
+        // its error is the root cause. A failed read must stop the commit: the chunker
+        // saw a clean end of input and the writer a complete-looking stream.
+        let written = write_res?;
+        read_res.map_err(|e| e.context_prefix("reading input"))?;
+        chunker.await??;
+        let (id, size) = hasher.await?;
+        self.commit(id, size, params, written).await
+    }
+
+    /// Dedup one batch against the metadata store and write what is new to hot.
+    async fn store_batch(&self, batch: Batch, w: &mut Written) -> Result<()> {
+        let unseen: Vec<ChunkId> =
+            batch.chunks.iter().map(|c| c.1).filter(|id| !w.seen.contains(id)).collect();
+        let readable = if unseen.is_empty() {
+            HashSet::new()
+        } else {
+            self.inner.meta.readable_chunks(&unseen, &self.inner.node).await?
+        };
+        let now = self.now_ms();
+        let mut to_write = Vec::new();
+        for (offset, id, data) in batch.chunks {
+            let len = data.len() as u64;
+            w.entries.push(ManifestEntry { offset, length: len as u32, chunk: id });
+            if w.seen.insert(id) && !readable.contains(&id) {
+                w.new_chunks += 1;
+                w.new_bytes += len;
+                w.locations.push(Location::hot(id, &self.inner.node, len, now));
+                to_write.push((id, data));
+            }
+        }
+        if !to_write.is_empty() {
+            self.inner.hot.put_many(to_write).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&self, id: BlobId, size: u64, params: ChunkerParams, w: Written) -> Result<PutReceipt> {
+        if w.new_chunks > 0 && !(self.inner.wal_shared && self.inner.settings.hot.sync) {
+            self.inner.hot.sync().await?;
+        }
+        let chunks = w.entries.len() as u64;
+        let commit = BlobCommit {
+            blob: BlobRecord { id, size, chunk_count: chunks, params, created_ms: self.now_ms() },
+            entries: w.entries,
+            new_locations: w.locations,
+            node: self.inner.node.clone(),
+        };
+        let receipt = PutReceipt {
+            id,
+            size,
+            chunks,
+            new_chunks: w.new_chunks,
+            new_bytes: w.new_bytes,
+            reused_bytes: size - w.new_bytes,
+            existed: false,
+        };
+        match self.inner.meta.commit_blob(&commit).await? {
+            CommitOutcome::Committed => {
+                tracing::debug!(blob = %id.short(), size, chunks, new = w.new_chunks, "put committed");
+                Ok(receipt)
+            }
+            CommitOutcome::AlreadyExists(_) => {
+                // Copies this put rewrote (because the existing ones were marked bad)
+                // now hold verified bytes: record that, which repairs the blob.
+                let repaired: Vec<VerifyRecord> = commit
+                    .new_locations
+                    .into_iter()
+                    .map(|location| VerifyRecord { location, health: Health::Ok, at_ms: commit.blob.created_ms, detail: "rewritten by put".into() })
+                    .collect();
+                if !repaired.is_empty() {
+                    self.inner.meta.record_verification(&repaired).await?;
+                }
+                Ok(PutReceipt {
+                new_chunks: 0,
+                new_bytes: 0,
+                reused_bytes: size,
+                    existed: true,
+                    ..receipt
+                })
+            }
+            CommitOutcome::MissingChunks(missing) => Err(Error::unavailable(format!(
+                "chunks vanished during the put ({} chunks, first {}); nothing was committed, retry the put",
+                missing.len(),
+                missing[0]
+            ))),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Written {
+    seen: HashSet<ChunkId>,
+    entries: Vec<ManifestEntry>,
+    locations: Vec<Location>,
+    new_chunks: u64,
+    new_bytes: u64,
+}
+
+/// The chunker thread: cut blocks into chunks, hash them, send batches.
+fn chunk_blocks(params: ChunkerParams, mut blocks: mpsc::Receiver<Bytes>, out: mpsc::Sender<Batch>) -> Result<()> {
+    let mut chunker = StreamChunker::new(params);
+    let mut send = |cut: Vec<(u64, Bytes)>| -> Result<()> {
+        if cut.is_empty() {
+            return Ok(());
+        }
+        let chunks = cut.into_iter().map(|(off, data)| (off, ChunkId::of(&data), data)).collect();
+        out.blocking_send(Batch { chunks }).map_err(|_| Error::internal("ingest writer stopped"))
+    };
+    while let Some(block) = blocks.blocking_recv() {
+        chunker.push(&block);
+        send(chunker.drain(false))?;
+    }
+    send(chunker.drain(true))
+}

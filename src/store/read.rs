@@ -1,0 +1,192 @@
+//! Reads (DESIGN §4): find the chunks covering a range by `(blob, offset)` search, fetch
+//! them through the cache (concurrent readers of one chunk share one fetch), verify
+//! every byte against its id, and slice.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+
+use super::{Store, MANIFEST_CACHE_MAX_ENTRIES};
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::{BlobId, ChunkId};
+use crate::model::{BlobRecord, Health, Location, ManifestEntry, Tier, VerifyRecord};
+
+/// Chunks fetched concurrently by one read.
+const READ_AHEAD: usize = 8;
+/// Bytes of manifest looked up at a time by a stream.
+const STREAM_WINDOW: u64 = 64 << 20;
+
+impl Store {
+    /// The whole blob.
+    pub async fn get(&self, id: &BlobId) -> Result<Bytes> {
+        self.check_open()?;
+        let rec = self.blob_record(id).await?;
+        self.read_range(&rec, 0..rec.size).await
+    }
+
+    /// The bytes `range` (half-open) of the blob. `InvalidInput` if the range is reversed
+    /// or reaches past the end; an empty range inside the blob gives empty bytes.
+    pub async fn get_range(&self, id: &BlobId, range: Range<u64>) -> Result<Bytes> {
+        self.check_open()?;
+        let rec = self.blob_record(id).await?;
+        check_range(&rec, &range)?;
+        self.read_range(&rec, range).await
+    }
+
+    /// The bytes `range` of the blob as a stream of pieces, with bounded memory
+    /// (a window of manifest and a few chunks in flight). Errors on the blob or range
+    /// are returned up front; errors on chunks arrive in the stream.
+    pub async fn get_stream(&self, id: &BlobId, range: Range<u64>) -> Result<BoxStream<'static, Result<Bytes>>> {
+        self.check_open()?;
+        let rec = self.blob_record(id).await?;
+        check_range(&rec, &range)?;
+        let this = self.clone();
+        let windows = stream::try_unfold(range.start, move |pos| {
+            let this = this.clone();
+            let rec = rec.clone();
+            let end = range.end;
+            async move {
+                if pos >= end {
+                    return Ok(None);
+                }
+                let stop = end.min(pos.saturating_add(STREAM_WINDOW));
+                let entries = this.entries(&rec, pos, stop).await?;
+                let pieces: Vec<Result<(ManifestEntry, Range<usize>)>> =
+                    entries.into_iter().map(|e| Ok((e, slice_of(&e, pos, stop)))).collect();
+                Ok::<_, Error>(Some((stream::iter(pieces), stop)))
+            }
+        });
+        let this = self.clone();
+        let id = *id;
+        let out = windows
+            .try_flatten()
+            .map(move |piece| {
+                let this = this.clone();
+                async move {
+                    let (e, sub) = piece?;
+                    Ok(this.chunk_bytes(&id, &e).await?.slice(sub))
+                }
+            })
+            .buffered(READ_AHEAD);
+        Ok(out.boxed())
+    }
+
+    async fn read_range(&self, rec: &BlobRecord, range: Range<u64>) -> Result<Bytes> {
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let entries = self.entries(rec, range.start, range.end).await?;
+        let pieces: Vec<Bytes> = stream::iter(entries.iter().map(|e| async move {
+            Ok::<_, Error>(self.chunk_bytes(&rec.id, e).await?.slice(slice_of(e, range.start, range.end)))
+        }))
+        .buffered(READ_AHEAD)
+        .try_collect()
+        .await?;
+        if pieces.len() == 1 {
+            return Ok(pieces.into_iter().next().unwrap_or_default());
+        }
+        let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
+        for p in pieces {
+            out.extend_from_slice(&p);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Manifest entries overlapping `start .. end`, from the manifest cache for small
+    /// blobs, else one ranged metadata lookup.
+    async fn entries(&self, rec: &BlobRecord, start: u64, end: u64) -> Result<Vec<ManifestEntry>> {
+        if rec.chunk_count > MANIFEST_CACHE_MAX_ENTRIES {
+            return self.inner.meta.manifest_range(&rec.id, start, end).await;
+        }
+        let meta = self.inner.meta.clone();
+        let (id, size) = (rec.id, rec.size);
+        let all = self
+            .inner
+            .manifests
+            .try_get_with(rec.id, async move { meta.manifest_range(&id, 0, size).await.map(Arc::new) })
+            .await
+            .map_err(|e: Arc<Error>| Error::new(e.kind(), e.to_string()))?;
+        let first = all.partition_point(|e| e.end() <= start);
+        Ok(all[first..].iter().take_while(|e| e.offset < end).copied().collect())
+    }
+
+    /// A chunk's verified bytes: cache, else hot tier. Concurrent callers share a fetch.
+    pub(super) async fn chunk_bytes(&self, blob: &BlobId, e: &ManifestEntry) -> Result<Bytes> {
+        self.inner.access.record(e.chunk, self.now_ms());
+        let this = self.clone();
+        let (chunk, blob) = (e.chunk, *blob);
+        self.inner
+            .chunks
+            .try_get_with(e.chunk, async move { this.fetch_verified(&chunk).await })
+            .await
+            .map_err(|err: Arc<Error>| {
+                Error::new(err.kind(), format!("{} (chunk {} of blob {})", err.context(), chunk.short(), blob.short()))
+            })
+    }
+
+    /// Read a chunk from the tiers, verifying it; marks bad copies in metadata.
+    pub(super) async fn fetch_verified(&self, id: &ChunkId) -> Result<Bytes> {
+        let now = self.now_ms();
+        let corrupt_here = match self.inner.hot.get(id).await? {
+            Some(bytes) if ChunkId::of(&bytes) == *id => return Ok(bytes),
+            Some(_) => {
+                self.mark(id, Health::Corrupt, now, "hot copy does not match its hash").await;
+                true
+            }
+            None => false,
+        };
+        let locations = self.inner.meta.locations(id).await?;
+        let node = &self.inner.node;
+        if !corrupt_here && locations.iter().any(|l| l.tier == Tier::Hot && l.node == *node) {
+            self.mark(id, Health::Missing, now, "hot copy not found").await;
+        }
+        let elsewhere: Vec<&str> = locations
+            .iter()
+            .filter(|l| l.tier == Tier::Hot && l.node != *node && l.health == Health::Ok)
+            .map(|l| l.node.as_str())
+            .collect();
+        if corrupt_here {
+            Err(Error::corrupt(format!("chunk {id}: the local copy does not match its hash")))
+        } else if !elsewhere.is_empty() {
+            Err(Error::unavailable(format!(
+                "chunk {id} is only in the hot tier of node(s) {}; it is not readable from {node}",
+                elsewhere.join(", ")
+            )))
+        } else {
+            Err(Error::corrupt(format!("chunk {id} is missing from every tier")))
+        }
+    }
+
+    /// Record the health of this node's hot copy. Failing to record must not hide the
+    /// read error from the caller, so errors here are only logged.
+    async fn mark(&self, id: &ChunkId, health: Health, now: u64, detail: &str) {
+        let location = Location::hot(*id, &self.inner.node, 0, now);
+        let rec = VerifyRecord { location, health, at_ms: now, detail: detail.to_string() };
+        if let Err(e) = self.inner.meta.record_verification(&[rec]).await {
+            tracing::warn!(chunk = %id.short(), error = %e, "could not record chunk health");
+        }
+        tracing::error!(chunk = %id.short(), ?health, detail, "bad chunk copy");
+    }
+}
+
+fn check_range(rec: &BlobRecord, range: &Range<u64>) -> Result<()> {
+    if range.start > range.end {
+        return Err(Error::invalid(format!("range {}..{} is reversed", range.start, range.end)));
+    }
+    if range.end > rec.size {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("range {}..{} reaches past the end of blob {} ({} bytes)", range.start, range.end, rec.id, rec.size),
+        ));
+    }
+    Ok(())
+}
+
+/// The part of chunk `e` inside `start .. end`, relative to the chunk.
+fn slice_of(e: &ManifestEntry, start: u64, end: u64) -> Range<usize> {
+    let from = start.saturating_sub(e.offset) as usize;
+    let to = (end.min(e.end()) - e.offset) as usize;
+    from..to
+}

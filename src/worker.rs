@@ -1,0 +1,110 @@
+//! The one way background work runs (DESIGN §8): named workers ticking on an interval,
+//! a shared cancellation token, panics captured and reported, and an ordered, awaited
+//! `close()` that runs each worker's final tick (e.g. a last flush) before returning.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+
+/// A unit of background work.
+pub trait Worker: Send + Sync + 'static {
+    /// Name for logs and reports.
+    fn name(&self) -> &str;
+    /// Do one round of work. Errors are logged and the worker keeps ticking.
+    fn tick(&self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>>;
+}
+
+struct Running {
+    name: String,
+    token: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+/// Runs workers and shuts them down in reverse start order.
+#[derive(Default)]
+pub struct WorkerSet {
+    running: Vec<Running>,
+}
+
+impl WorkerSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Start `worker`, ticking every `every`. On shutdown it ticks once more so that
+    /// buffered work (such as access statistics) is not lost.
+    pub fn start(&mut self, worker: Arc<dyn Worker>, every: Duration) {
+        let token = CancellationToken::new();
+        let child = token.clone();
+        let name = worker.name().to_string();
+        let handle = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval.tick().await;
+            loop {
+                tokio::select! {
+                    _ = child.cancelled() => break,
+                    _ = interval.tick() => {
+                        if let Err(e) = worker.tick().await {
+                            tracing::warn!(worker = worker.name(), error = %e, "background tick failed");
+                        }
+                    }
+                }
+            }
+            if let Err(e) = worker.tick().await {
+                tracing::warn!(worker = worker.name(), error = %e, "final tick failed");
+            }
+        });
+        self.running.push(Running { name, token, handle });
+    }
+
+    /// Stop every worker, newest first, awaiting each. Reports the first panic.
+    pub async fn close(&mut self) -> Result<()> {
+        let mut first_err = None;
+        while let Some(r) = self.running.pop() {
+            r.token.cancel();
+            if let Err(e) = r.handle.await {
+                tracing::error!(worker = %r.name, error = %e, "worker panicked");
+                first_err.get_or_insert_with(|| {
+                    Error::internal(format!("worker {} panicked", r.name)).with_source(e)
+                });
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counter(AtomicUsize);
+    impl Worker for Counter {
+        fn name(&self) -> &str {
+            "counter"
+        }
+        fn tick(&self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
+            Box::pin(async move {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn close_runs_a_final_tick() {
+        let c = Arc::new(Counter(AtomicUsize::new(0)));
+        let mut set = WorkerSet::new();
+        set.start(c.clone(), Duration::from_secs(3600));
+        set.close().await.unwrap();
+        assert_eq!(c.0.load(Ordering::SeqCst), 1);
+    }
+}

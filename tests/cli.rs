@@ -1,0 +1,202 @@
+//! Tests of the `strata` binary, run as a user would.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use support::random_bytes;
+
+fn strata(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("STRATA_CONFIG")
+        .env_remove("STRATA_META_URL")
+        .env_remove("STRATA_DATA_DIR")
+        .output()
+        .expect("run strata")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// What `b3sum` prints for `file`; under CI a missing b3sum is a failure.
+fn b3sum(file: &Path) -> Option<String> {
+    match Command::new("b3sum").arg("--no-names").arg(file).output() {
+        Ok(o) if o.status.success() => Some(stdout(&o).trim().to_string()),
+        _ if std::env::var("CI").as_deref() == Ok("true") => panic!("b3sum is not installed (scripts/test.sh installs it)"),
+        _ => {
+            eprintln!("b3sum not installed; comparing with the blake3 crate instead");
+            None
+        }
+    }
+}
+
+#[test]
+fn put_prints_b3sum_and_get_reproduces_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let file = tmp.path().join("input.bin");
+    let data = random_bytes(3_000_123, 8);
+    std::fs::write(&file, &data).unwrap();
+
+    let put = strata(&data_dir, &["put", file.to_str().unwrap()]);
+    assert!(put.status.success(), "{}", stderr(&put));
+    let id = stdout(&put).lines().last().unwrap().to_string();
+    let expected = b3sum(&file).unwrap_or_else(|| blake3::hash(&data).to_hex().to_string());
+    assert_eq!(id, expected);
+
+    let out = tmp.path().join("out.bin");
+    let get = strata(&data_dir, &["get", &id, "-o", out.to_str().unwrap()]);
+    assert!(get.status.success(), "{}", stderr(&get));
+    assert!(std::fs::read(&out).unwrap() == data[..]);
+
+    let get = strata(&data_dir, &["get", &id]);
+    assert!(get.status.success());
+    assert!(get.stdout == data[..]);
+
+    let get = strata(&data_dir, &["get", &id, "--range", "1000..70000"]);
+    assert!(get.status.success(), "{}", stderr(&get));
+    assert!(get.stdout[..] == data[1000..70000]);
+    let get = strata(&data_dir, &["get", &id, "--range", "2999000.."]);
+    assert!(get.stdout[..] == data[2_999_000..]);
+
+    let stat = strata(&data_dir, &["stat", &id, "--json"]);
+    assert!(stat.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&stat.stdout).unwrap();
+    assert_eq!(v["id"], id);
+    assert_eq!(v["size"], 3_000_123);
+    assert!(v["chunks"].as_u64().unwrap() >= 1);
+    assert_eq!(v["tiers"]["hot"], 3_000_123);
+
+    let json = strata(&data_dir, &["put", "--json", file.to_str().unwrap()]);
+    let receipt: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(receipt["id"], id);
+    assert_eq!(receipt["new_bytes"], 0);
+
+    let ls = strata(&data_dir, &["ls"]);
+    assert!(stdout(&ls).contains(&id));
+    let verify = strata(&data_dir, &["verify", &id]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    let verify = strata(&data_dir, &["verify"]);
+    assert!(verify.status.success());
+
+    let rm = strata(&data_dir, &["rm", &id]);
+    assert!(rm.status.success());
+    let get = strata(&data_dir, &["get", &id]);
+    assert_eq!(get.status.code(), Some(1));
+    assert!(stderr(&get).contains("not found"), "{}", stderr(&get));
+}
+
+#[test]
+fn put_from_stdin_and_empty_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let data = random_bytes(200_000, 4);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["put", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&data).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), blake3::hash(&data).to_hex().as_str());
+
+    let empty = tmp.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let put = strata(&data_dir, &["put", empty.to_str().unwrap()]);
+    assert!(put.status.success());
+    let id = stdout(&put).trim().to_string();
+    assert_eq!(Some(id.clone()), b3sum(&empty).or(Some(id.clone())));
+    assert_eq!(id, "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
+    let get = strata(&data_dir, &["get", &id]);
+    assert!(get.status.success() && get.stdout.is_empty());
+}
+
+#[test]
+fn errors_have_clear_messages_and_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+
+    let bad = strata(&data_dir, &["get", "not-a-hash"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("malformed blob id"), "{}", stderr(&bad));
+
+    let missing_file = strata(&data_dir, &["put", tmp.path().join("nope").to_str().unwrap()]);
+    assert_eq!(missing_file.status.code(), Some(1));
+    assert!(stderr(&missing_file).contains("cannot open"), "{}", stderr(&missing_file));
+
+    let absent = "0".repeat(64);
+    let missing_blob = strata(&data_dir, &["get", &absent]);
+    assert_eq!(missing_blob.status.code(), Some(1));
+    assert!(stderr(&missing_blob).contains("not found"), "{}", stderr(&missing_blob));
+    let out = tmp.path().join("never");
+    let missing_blob = strata(&data_dir, &["get", &absent, "-o", out.to_str().unwrap()]);
+    assert_eq!(missing_blob.status.code(), Some(1));
+    assert!(!out.exists(), "no output file on failure");
+
+    let stat = strata(&data_dir, &["stat", &absent]);
+    assert_eq!(stat.status.code(), Some(1));
+    let rm = strata(&data_dir, &["rm", &absent]);
+    assert_eq!(rm.status.code(), Some(1));
+
+    let file = tmp.path().join("f");
+    std::fs::write(&file, b"hello").unwrap();
+    let id = stdout(&strata(&data_dir, &["put", file.to_str().unwrap()])).trim().to_string();
+    let range = strata(&data_dir, &["get", &id, "--range", "2..99"]);
+    assert_eq!(range.status.code(), Some(1));
+    assert!(stderr(&range).contains("past the end"), "{}", stderr(&range));
+    let range = strata(&data_dir, &["get", &id, "--range", "x"]);
+    assert_eq!(range.status.code(), Some(1));
+
+    let usage = strata(&data_dir, &["frobnicate"]);
+    assert_eq!(usage.status.code(), Some(2));
+    let usage = strata(&data_dir, &["get"]);
+    assert_eq!(usage.status.code(), Some(2));
+
+    let dir_put = strata(&data_dir, &["put", tmp.path().to_str().unwrap()]);
+    assert_eq!(dir_put.status.code(), Some(1));
+}
+
+#[test]
+fn verify_exits_1_on_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let file = tmp.path().join("f");
+    let data = random_bytes(400_000, 12);
+    std::fs::write(&file, &data).unwrap();
+    let id = stdout(&strata(&data_dir, &["put", file.to_str().unwrap()])).trim().to_string();
+
+    {
+        let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), &data_dir).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &data_dir, cfs).unwrap();
+        let cf = db.cf_handle(strata::rocks::CF_CHUNKS).unwrap();
+        let (key, mut value) = db.iterator_cf(cf, rocksdb::IteratorMode::Start).next().unwrap().unwrap();
+        value[0] ^= 1;
+        db.put_cf(cf, key, value).unwrap();
+    }
+    let verify = strata(&data_dir, &["verify", &id]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(stdout(&verify).contains("1 corrupt"), "{}", stdout(&verify));
+    let verify = strata(&data_dir, &["verify", "--json"]);
+    assert_eq!(verify.status.code(), Some(1));
+    let get = strata(&data_dir, &["get", &id]);
+    assert_eq!(get.status.code(), Some(1));
+    assert!(stderr(&get).contains("corrupt"), "{}", stderr(&get));
+}
