@@ -28,6 +28,7 @@ pub mod pack;
 pub mod rocks;
 pub mod settings;
 pub mod store;
+pub mod tier;
 pub mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};

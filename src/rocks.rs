@@ -27,6 +27,8 @@ pub const CF_GC_QUEUE: &str = "gc_queue";
 pub const CF_VERIFY_LOG: &str = "verify_log";
 /// Node identity and schema version.
 pub const CF_SYSTEM: &str = "system";
+/// Warm and cold pack records: pack name → JSON record (see `meta::placement`).
+pub const CF_PACKS: &str = "packs";
 
 /// Every column family, in creation order.
 pub const ALL_CFS: &[&str] = &[
@@ -38,6 +40,7 @@ pub const ALL_CFS: &[&str] = &[
     CF_GC_QUEUE,
     CF_VERIFY_LOG,
     CF_SYSTEM,
+    CF_PACKS,
 ];
 
 /// Open (creating if needed) the database in `dir`.

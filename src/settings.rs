@@ -6,7 +6,13 @@
 //! [chunking]  min = 16384  avg = 65536  max = 262144
 //! [cache]     bytes = 268435456
 //! [meta]      use = "embedded"      # or the name of a [connections.NAME] of type "postgres"
+//! [tiers]     promote = true   restore_days = 7   restore_poll_ms = 30000
+//! [tiers.warm]  use = "local"   storage_class = "STANDARD"   pack_bytes = 33554432
+//! [tiers.cold]  use = "local"   storage_class = "GLACIER"    pack_bytes = 33554432
+//! [durability]  mode = "local"     # or "replicated"
 //! ```
+//!
+//! The tier sections are documented in [`crate::tier::settings`].
 //!
 //! Environment overrides (applied after the file): `STRATA_DATA_DIR`,
 //! `STRATA_CACHE_BYTES`, `STRATA_META_USE`, `STRATA_META_URL` (the URL of the
@@ -41,6 +47,10 @@ pub struct Settings {
     pub gc: GcSettings,
     /// Access statistics.
     pub access: AccessSettings,
+    /// Warm and cold tiers (packs in object stores), promotion and restores.
+    pub tiers: TiersSettings,
+    /// When a put is acknowledged.
+    pub durability: DurabilitySettings,
 }
 
 impl Default for Settings {
@@ -54,6 +64,8 @@ impl Default for Settings {
             hot: HotSettings::default(),
             gc: GcSettings::default(),
             access: AccessSettings::default(),
+            tiers: TiersSettings::default(),
+            durability: DurabilitySettings::default(),
         }
     }
 }
@@ -235,6 +247,8 @@ impl Default for AccessSettings {
     }
 }
 
+pub use crate::tier::settings::{Durability, DurabilitySettings, TierSettings, TiersSettings};
+
 impl Settings {
     /// Load from a TOML file (if given) and apply environment overrides.
     pub fn load(file: Option<&Path>) -> Result<Self> {
@@ -309,6 +323,7 @@ impl Settings {
                 self.hot.blob_compression
             )));
         }
+        self.tiers.validate(&self.connections)?;
         if self.meta.use_ != "embedded" {
             match self.connections.get(&self.meta.use_) {
                 Some(Connection::Postgres(_)) => {}

@@ -2,6 +2,8 @@
 
 #[path = "common/meta_conformance.rs"]
 mod meta_conformance;
+#[path = "common/placement_conformance.rs"]
+mod placement_conformance;
 
 use std::sync::Arc;
 
@@ -16,3 +18,4 @@ async fn make() -> Option<Fixture> {
 }
 
 meta_conformance_tests!(make);
+placement_conformance_tests!(make);

@@ -10,6 +10,8 @@
 
 #[path = "common/meta_conformance.rs"]
 mod meta_conformance;
+#[path = "common/placement_conformance.rs"]
+mod placement_conformance;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -175,6 +177,7 @@ async fn make() -> Option<Fixture> {
 }
 
 meta_conformance_tests!(make);
+placement_conformance_tests!(make);
 
 // ---------------------------------------------------------------------------------
 // Migrations

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
-use super::{parse_range, Command, MetaCommand};
+use super::{parse_range, Command, MetaCommand, TierCommand};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::settings::Settings;
@@ -33,7 +33,19 @@ pub(super) async fn run(settings: Settings, command: Command) -> Result<ExitCode
 async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
     match command {
         Command::Put { file, json } => put(store, &file, json).await,
-        Command::Get { id, output, range } => get(store, &parse_id(&id)?, output, range).await,
+        Command::Get { id, output, range, wait } => get(store, &parse_id(&id)?, output, range, wait).await,
+        Command::Tier { command: TierCommand::Move { id, to, json } } => {
+            let report = store.move_blob(&parse_id(&id)?, crate::model::Tier::parse(&to)?).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "moved {} chunks to {to}: {} copies written ({} bytes, {} packs), {} old copies removed",
+                    report.chunks, report.written, report.bytes_written, report.packs_written, report.copies_removed
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Stat { id, json } => {
             let stat = store.stat(&parse_id(&id)?).await?;
             if json {
@@ -44,6 +56,9 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
                 println!("size:    {} bytes", stat.size);
                 println!("chunks:  {} ({} distinct)", stat.chunks, stat.distinct_chunks);
                 println!("tiers:   hot {} B, warm {} B, cold {} B", t.hot, t.warm, t.cold);
+                if stat.pending_restores > 0 {
+                    println!("restore: {} cold pack(s) being restored", stat.pending_restores);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -156,12 +171,17 @@ async fn put(store: &Store, file: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn get(store: &Store, id: &BlobId, output: Option<PathBuf>, range: Option<String>) -> Result<ExitCode> {
+async fn get(store: &Store, id: &BlobId, output: Option<PathBuf>, range: Option<String>, wait: Option<u64>) -> Result<ExitCode> {
     let size = store.head(id).await?.size;
     let range = match range {
         Some(r) => parse_range(&r, size)?,
         None => 0..size,
     };
+    // Archived chunks are restored (all packs at once) before a byte is written.
+    if range.start <= range.end && range.end <= size {
+        let wait = wait.unwrap_or(store.settings().tiers.restore_wait_secs);
+        store.wait_readable(id, range.clone(), std::time::Duration::from_secs(wait)).await?;
+    }
     let mut stream = store.get_stream(id, range.clone()).await?;
     let bar = progress(Some(range.end - range.start), "get");
     match output {

@@ -47,6 +47,10 @@ pub enum Command {
         /// Half-open byte range `START..END` (either side may be omitted).
         #[arg(long)]
         range: Option<String>,
+        /// Wait up to this many seconds for archived chunks to be restored (default:
+        /// `tiers.restore_wait_secs`); exit status 75 if they are still being restored.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
     },
     /// Show a blob's size, chunks and bytes per tier.
     Stat {
@@ -77,11 +81,34 @@ pub enum Command {
     },
     /// Reclaim chunks no blob has referenced for longer than `gc.grace_secs`.
     Gc,
+    /// Move blobs between the hot, warm and cold tiers.
+    Tier {
+        /// What to do.
+        #[command(subcommand)]
+        command: TierCommand,
+    },
     /// Metadata store maintenance.
     Meta {
         /// What to do.
         #[command(subcommand)]
         command: MetaCommand,
+    },
+}
+
+/// `strata tier` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TierCommand {
+    /// Move every chunk of a blob to a tier (write, verify, commit, then drop the old
+    /// copies). Exit status 75 if archived chunks must be restored first.
+    Move {
+        /// Blob id.
+        id: String,
+        /// Target tier: hot, warm or cold.
+        #[arg(long, value_parser = ["hot", "warm", "cold"])]
+        to: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -19,6 +19,9 @@ use crate::model::*;
 use crate::rocks::{self, cf};
 use crate::settings::HotSettings;
 
+#[path = "embedded_placement.rs"]
+mod placement;
+
 /// Version of the embedded layout this binary writes.
 pub const SCHEMA_VERSION: u32 = 1;
 const SCHEMA_KEY: &[u8] = b"schema_version";

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::placement::{PackRecord, PackRestore, PlacementStore};
 use super::MetaStore;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
@@ -117,5 +118,29 @@ impl MetaStore for FaultyMeta {
     async fn stats(&self) -> Result<MetaStats> {
         self.check("stats", None)?;
         self.inner.stats().await
+    }
+}
+
+#[async_trait]
+impl PlacementStore for FaultyMeta {
+    async fn add_locations(&self, locations: &[Location]) -> Result<()> {
+        self.check("add_locations", None)?;
+        self.inner.add_locations(locations).await
+    }
+    async fn remove_locations(&self, locations: &[Location]) -> Result<Vec<Location>> {
+        self.check("remove_locations", None)?;
+        self.inner.remove_locations(locations).await
+    }
+    async fn put_pack(&self, pack: &PackRecord) -> Result<()> {
+        self.check("put_pack", None)?;
+        self.inner.put_pack(pack).await
+    }
+    async fn pack(&self, id: &str) -> Result<Option<PackRecord>> {
+        self.check("pack", None)?;
+        self.inner.pack(id).await
+    }
+    async fn set_pack_restore(&self, id: &str, expected: &PackRestore, new: &PackRestore) -> Result<bool> {
+        self.check("set_pack_restore", None)?;
+        self.inner.set_pack_restore(id, expected, new).await
     }
 }

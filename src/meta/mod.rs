@@ -26,10 +26,13 @@ pub mod codec;
 pub mod embedded;
 pub mod postgres;
 pub mod faults;
+pub mod placement;
+
+pub use placement::{PackRecord, PackRestore, PlacementStore, RestoreState};
 
 /// Where blobs, manifests, chunk records and locations are recorded.
 #[async_trait]
-pub trait MetaStore: Send + Sync + 'static {
+pub trait MetaStore: PlacementStore + Send + Sync + 'static {
     /// Which of `ids` already have a healthy copy readable by `node` (so a put need not
     /// write them). Zero-referenced chunks count: committing revives them.
     async fn readable_chunks(&self, ids: &[ChunkId], node: &str) -> Result<HashSet<ChunkId>>;

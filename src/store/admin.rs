@@ -40,6 +40,8 @@ pub struct Stat {
     pub chunker: ChunkerParams,
     /// Bytes per tier (distinct chunks; a chunk in two tiers counts in both).
     pub tiers: TierBytes,
+    /// Cold packs holding this blob's chunks whose archive restore is under way.
+    pub pending_restores: u64,
 }
 
 /// Result of [`Store::verify`].
@@ -77,8 +79,10 @@ impl Store {
         let sizes = self.distinct_chunks(&rec).await?;
         let ids: Vec<ChunkId> = sizes.keys().copied().collect();
         let mut tiers = TierBytes::default();
+        let mut cold_packs = std::collections::BTreeSet::new();
         for page in ids.chunks(PAGE) {
             for (id, locs) in self.inner.meta.locations_many(page).await? {
+                cold_packs.extend(locs.iter().filter(|l| l.tier == Tier::Cold && l.health == Health::Ok).map(|l| l.pack.clone()));
                 let size = sizes.get(&id).copied().unwrap_or(0);
                 let healthy = |t: Tier| locs.iter().any(|l| l.tier == t && l.health == Health::Ok);
                 tiers.hot += if healthy(Tier::Hot) { size } else { 0 };
@@ -94,6 +98,7 @@ impl Store {
             created_ms: rec.created_ms,
             chunker: rec.params,
             tiers,
+            pending_restores: self.pending_restores(&cold_packs).await?,
         })
     }
 

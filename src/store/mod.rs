@@ -9,6 +9,7 @@ mod access;
 mod admin;
 mod put;
 mod read;
+mod tiering;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use moka::future::Cache;
 
 pub use admin::{GcReport, Stat, TierBytes, VerifyReport};
 pub use put::PutReceipt;
+pub use tiering::MoveReport;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -47,6 +49,10 @@ pub struct Components {
     pub clock: Option<Arc<dyn Clock>>,
     /// Wraps whichever metadata store is chosen (fault injection, metrics).
     pub wrap_meta: Option<MetaWrapper>,
+    /// Object store of the warm tier (default: from `settings.tiers.warm`).
+    pub warm: Option<Arc<dyn crate::object::ObjectStore>>,
+    /// Object store of the cold tier (default: from `settings.tiers.cold`).
+    pub cold: Option<Arc<dyn crate::object::ObjectStore>>,
 }
 
 /// A function wrapping the metadata store, see [`Components::wrap_meta`].
@@ -62,6 +68,8 @@ struct Inner {
     settings: Settings,
     meta: Arc<dyn MetaStore>,
     hot: Arc<dyn ChunkTier>,
+    /// The warm and cold tiers (packs in object stores).
+    tiers: crate::tier::Tiers,
     clock: Arc<dyn Clock>,
     node: String,
     /// True when metadata commits go through the same RocksDB WAL as chunk writes, so
@@ -120,6 +128,7 @@ impl Store {
             (None, None) => return Err(Error::internal("no hot tier configured")),
         };
         let clock = components.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let tiers = crate::tier::Tiers::build(&settings, components.warm, components.cold, clock.clone()).await?;
         let cache_bytes = settings.cache.bytes;
         // Chunk bytes get most of the budget; manifests and records are small.
         let weigh_cap = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
@@ -140,6 +149,7 @@ impl Store {
                 settings,
                 meta,
                 hot,
+                tiers,
                 clock,
                 node,
                 wal_shared,

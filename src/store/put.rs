@@ -155,10 +155,12 @@ impl Store {
             self.inner.hot.sync().await?;
         }
         let chunks = w.entries.len() as u64;
+        // `replicated` durability: the new chunks also go to a warm pack before the commit.
+        let replicas = self.replicate(&w.locations).await?;
         let commit = BlobCommit {
             blob: BlobRecord { id, size, chunk_count: chunks, params, created_ms: self.now_ms() },
             entries: w.entries,
-            new_locations: w.locations,
+            new_locations: [w.locations, replicas].concat(),
             node: self.inner.node.clone(),
         };
         let receipt = PutReceipt {

@@ -53,6 +53,7 @@ impl Store {
                 }
                 let stop = end.min(pos.saturating_add(STREAM_WINDOW));
                 let entries = this.entries(&rec, pos, stop).await?;
+                this.prefetch(&entries).await;
                 let pieces: Vec<Result<(ManifestEntry, Range<usize>)>> =
                     entries.into_iter().map(|e| Ok((e, slice_of(&e, pos, stop)))).collect();
                 Ok::<_, Error>(Some((stream::iter(pieces), stop)))
@@ -78,6 +79,7 @@ impl Store {
             return Ok(Bytes::new());
         }
         let entries = self.entries(rec, range.start, range.end).await?;
+        self.prefetch(&entries).await;
         let pieces: Vec<Bytes> = stream::iter(entries.iter().map(|e| async move {
             Ok::<_, Error>(self.chunk_bytes(&rec.id, e).await?.slice(slice_of(e, range.start, range.end)))
         }))
@@ -96,7 +98,7 @@ impl Store {
 
     /// Manifest entries overlapping `start .. end`, from the manifest cache for small
     /// blobs, else one ranged metadata lookup.
-    async fn entries(&self, rec: &BlobRecord, start: u64, end: u64) -> Result<Vec<ManifestEntry>> {
+    pub(crate) async fn entries(&self, rec: &BlobRecord, start: u64, end: u64) -> Result<Vec<ManifestEntry>> {
         if rec.chunk_count > MANIFEST_CACHE_MAX_ENTRIES {
             return self.inner.meta.manifest_range(&rec.id, start, end).await;
         }
@@ -141,6 +143,9 @@ impl Store {
         let node = &self.inner.node;
         if !corrupt_here && locations.iter().any(|l| l.tier == Tier::Hot && l.node == *node) {
             self.mark(id, Health::Missing, now, "hot copy not found").await;
+        }
+        if let Some(bytes) = self.fetch_shared(id, &locations).await? {
+            return Ok(bytes);
         }
         let elsewhere: Vec<&str> = locations
             .iter()

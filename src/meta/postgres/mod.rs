@@ -15,6 +15,7 @@
 mod claims;
 mod errors;
 mod migrate;
+mod placement;
 mod reads;
 mod rows;
 mod writes;

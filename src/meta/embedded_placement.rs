@@ -1,0 +1,125 @@
+//! [`PlacementStore`] for [`EmbeddedMeta`]: a child module of `embedded`, so it shares
+//! its write lock (every read-modify-write here holds it, which makes the checks and the
+//! writes one atomic step) and its single-batch writes.
+//!
+//! Pack records live in the `packs` column family as JSON (`name → PackRecord`): they
+//! are few and small, and JSON keeps them readable with `ldb`.
+
+use async_trait::async_trait;
+use rocksdb::WriteBatch;
+
+use super::{lock, EmbeddedMeta, Inner};
+use crate::error::{Error, Result};
+use crate::meta::codec::{key_of, location_value};
+use crate::meta::placement::{allowed_removals, PackRecord, PackRestore, PlacementStore};
+use crate::model::Location;
+use crate::rocks::{self, cf};
+
+impl Inner {
+    fn pack_record(&self, id: &str) -> Result<Option<PackRecord>> {
+        let cf = cf(&self.db, rocks::CF_PACKS)?;
+        match self.db.get_pinned_cf(cf, id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| {
+                Error::corrupt(format!("embedded pack record {id:?} is malformed")).with_source(e)
+            }),
+        }
+    }
+
+    fn put_pack_record(&self, batch: &mut WriteBatch, pack: &PackRecord) -> Result<()> {
+        let value = serde_json::to_vec(pack)
+            .map_err(|e| Error::internal("encoding a pack record").with_source(e))?;
+        batch.put_cf(cf(&self.db, rocks::CF_PACKS)?, pack.id.as_bytes(), value);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PlacementStore for EmbeddedMeta {
+    async fn add_locations(&self, locations: &[Location]) -> Result<()> {
+        let locations = locations.to_vec();
+        self.blocking(move |inner| {
+            let _guard = lock(&inner.write_lock);
+            let locs = cf(&inner.db, rocks::CF_LOCATIONS)?;
+            let mut batch = WriteBatch::default();
+            for l in &locations {
+                if inner.chunk(&l.chunk)?.is_none() {
+                    return Err(Error::not_found(format!(
+                        "chunk {} has no record; cannot add a {} copy",
+                        l.chunk,
+                        l.tier.as_str()
+                    )));
+                }
+                batch.put_cf(locs, key_of(l)?, location_value(l));
+            }
+            inner.write(batch)
+        })
+        .await
+    }
+
+    async fn remove_locations(&self, locations: &[Location]) -> Result<Vec<Location>> {
+        let locations = locations.to_vec();
+        self.blocking(move |inner| {
+            let _guard = lock(&inner.write_lock);
+            let mut chunks: Vec<_> = locations.iter().map(|l| l.chunk).collect();
+            chunks.sort_unstable();
+            chunks.dedup();
+            let mut current = Vec::new();
+            let mut referenced = std::collections::HashSet::new();
+            for c in &chunks {
+                current.extend(inner.locations(c)?);
+                if inner.chunk(c)?.is_some_and(|r| r.refcount > 0) {
+                    referenced.insert(*c);
+                }
+            }
+            let removed = allowed_removals(&locations, &current, |c| referenced.contains(c));
+            let locs = cf(&inner.db, rocks::CF_LOCATIONS)?;
+            let mut batch = WriteBatch::default();
+            for l in &removed {
+                batch.delete_cf(locs, key_of(l)?);
+            }
+            inner.write(batch)?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn put_pack(&self, pack: &PackRecord) -> Result<()> {
+        let pack = pack.clone();
+        self.blocking(move |inner| {
+            let _guard = lock(&inner.write_lock);
+            let mut batch = WriteBatch::default();
+            inner.put_pack_record(&mut batch, &pack)?;
+            inner.write(batch)
+        })
+        .await
+    }
+
+    async fn pack(&self, id: &str) -> Result<Option<PackRecord>> {
+        self.inner.pack_record(id)
+    }
+
+    async fn set_pack_restore(
+        &self,
+        id: &str,
+        expected: &PackRestore,
+        new: &PackRestore,
+    ) -> Result<bool> {
+        let (id, expected, new) = (id.to_string(), *expected, *new);
+        self.blocking(move |inner| {
+            let _guard = lock(&inner.write_lock);
+            let Some(mut rec) = inner.pack_record(&id)? else {
+                return Ok(false);
+            };
+            if rec.restore != expected {
+                return Ok(false);
+            }
+            rec.restore = new;
+            let mut batch = WriteBatch::default();
+            inner.put_pack_record(&mut batch, &rec)?;
+            inner.write(batch)?;
+            Ok(true)
+        })
+        .await
+    }
+}

@@ -1,0 +1,301 @@
+//! The warm and cold tiers (DESIGN §5): chunks packed into objects of an
+//! [`ObjectStore`], written with one PUT per pack and read with ranged GETs that
+//! coalesce neighbouring chunks of a pack.
+//!
+//! This module knows object stores and packs, not metadata: the store
+//! (`src/store/tiering.rs`) decides what to move, commits locations and pack records,
+//! and handles restores. See `docs/tiers.md`.
+
+mod read;
+pub mod settings;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use read::{decode_stored, ChunkRead};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+use crate::meta::placement::{PackRecord, PackRestore};
+use crate::model::{Health, Location, Tier};
+use crate::object::{LocalObjectStore, ObjectStore, RestoreStatus, S3ObjectStore, StorageClass};
+use crate::pack::{BuiltPack, PackBuilder, PackId};
+use crate::settings::{Connection, Settings};
+
+/// The name of a pack of `tier`: its object key below the store's prefix and its id in
+/// metadata (`warm/<64 hex>` or `cold/<64 hex>`). The one place pack keys come from.
+/// The tier is part of the name because the same chunks packed the same way give the
+/// same [`PackId`], and a warm and a cold object must never be confused.
+pub fn pack_name(tier: Tier, id: &PackId) -> String {
+    format!("{}/{}", tier.as_str(), id.to_hex())
+}
+
+/// Parse a pack name from metadata back into its tier and id. `Corrupt` for anything
+/// [`pack_name`] cannot have produced, so no stored string ever becomes a key unchecked.
+pub fn parse_pack_name(name: &str) -> Result<(Tier, PackId)> {
+    let bad = || Error::corrupt(format!("bad pack name {name:?} in metadata"));
+    let (tier, hex) = name.split_once('/').ok_or_else(bad)?;
+    let tier = match tier {
+        "warm" => Tier::Warm,
+        "cold" => Tier::Cold,
+        _ => return Err(bad()),
+    };
+    let id: PackId = hex.parse().map_err(|_| bad())?;
+    if pack_name(tier, &id) != name {
+        return Err(bad());
+    }
+    Ok((tier, id))
+}
+
+/// A pack uploaded and verified, ready to be committed.
+#[derive(Debug, Clone)]
+pub struct WrittenPack {
+    /// Its metadata record.
+    pub record: PackRecord,
+    /// One verified location per chunk in it.
+    pub locations: Vec<Location>,
+}
+
+/// One warm or cold tier: an object store, a storage class and pack settings.
+pub struct PackTier {
+    tier: Tier,
+    store: Arc<dyn ObjectStore>,
+    class: StorageClass,
+    pack_bytes: usize,
+    zstd_level: i32,
+}
+
+impl PackTier {
+    /// A tier writing packs of about `pack_bytes` in `class` to `store`.
+    pub fn new(
+        tier: Tier,
+        store: Arc<dyn ObjectStore>,
+        class: StorageClass,
+        pack_bytes: usize,
+        zstd_level: i32,
+    ) -> Self {
+        PackTier {
+            tier,
+            store,
+            class,
+            pack_bytes,
+            zstd_level,
+        }
+    }
+
+    /// Which tier this is.
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The storage class new packs get.
+    pub fn class(&self) -> StorageClass {
+        self.class
+    }
+
+    /// An empty pack builder with this tier's target size and compression.
+    pub fn builder(&self) -> PackBuilder {
+        PackBuilder::new(self.pack_bytes, self.zstd_level)
+    }
+
+    /// Upload a finished pack (one PUT), verify it (one HEAD: the object exists with the
+    /// expected size; the bytes were verified chunk by chunk when they were added to the
+    /// builder and the pack is named by their hash), and describe what to commit.
+    pub async fn upload(&self, built: BuiltPack, now_ms: u64) -> Result<WrittenPack> {
+        let name = pack_name(self.tier, &built.id);
+        let size = built.bytes.len() as u64;
+        self.store.put(&name, built.bytes, self.class).await?;
+        let head = self.store.head(&name).await?;
+        if head.size != size {
+            return Err(Error::corrupt(format!(
+                "pack {name} in {}: {} bytes after upload, expected {size}",
+                self.store.describe(),
+                head.size
+            )));
+        }
+        let locations = built
+            .entries
+            .iter()
+            .map(|e| Location {
+                chunk: e.chunk,
+                tier: self.tier,
+                node: String::new(),
+                pack: name.clone(),
+                offset: e.offset,
+                length: u64::from(e.stored_len),
+                health: Health::Ok,
+                last_verified_ms: Some(now_ms),
+            })
+            .collect();
+        let live_bytes = built.entries.iter().map(|e| u64::from(e.stored_len)).sum();
+        let record = PackRecord {
+            id: name,
+            tier: self.tier,
+            storage_class: self.class,
+            size,
+            live_bytes,
+            created_ms: now_ms,
+            restore: PackRestore::NONE,
+        };
+        Ok(WrittenPack { record, locations })
+    }
+
+    /// Pack `chunks` (already verified by the caller or re-verified by the builder) into
+    /// as many packs as the target size asks, uploading each as it fills.
+    pub async fn write_all(
+        &self,
+        chunks: Vec<(ChunkId, Bytes)>,
+        now_ms: u64,
+    ) -> Result<Vec<WrittenPack>> {
+        let mut out = Vec::new();
+        let mut builder = self.builder();
+        for (id, bytes) in chunks {
+            builder.add(id, &bytes)?;
+            if builder.is_full() {
+                let full = std::mem::replace(&mut builder, self.builder());
+                out.push(self.upload(full.finish()?, now_ms).await?);
+            }
+        }
+        if !builder.is_empty() {
+            out.push(self.upload(builder.finish()?, now_ms).await?);
+        }
+        Ok(out)
+    }
+
+    /// Ask for an archived pack to be restored for `days` days (one request).
+    pub async fn restore(&self, name: &str, days: u32) -> Result<()> {
+        let (tier, id) = parse_pack_name(name)?;
+        self.store.restore(&pack_name(tier, &id), days).await
+    }
+
+    /// Whether a pack is readable now (one HEAD).
+    pub async fn restore_status(&self, name: &str) -> Result<RestoreStatus> {
+        let (tier, id) = parse_pack_name(name)?;
+        self.store.restore_status(&pack_name(tier, &id)).await
+    }
+}
+
+/// The warm and cold tiers of a store, and how reads of them are coalesced.
+pub struct Tiers {
+    /// The warm tier.
+    pub warm: PackTier,
+    /// The cold tier.
+    pub cold: PackTier,
+    gap: u64,
+    max_read: u64,
+}
+
+impl Tiers {
+    /// The tiers `settings` describe; `warm` / `cold` replace the object stores (tests
+    /// wrap them to count requests or inject outages). Local tiers live under the data
+    /// directory unless a path is set; S3 tiers naming the same connection share a client.
+    pub async fn build(
+        settings: &Settings,
+        warm: Option<Arc<dyn ObjectStore>>,
+        cold: Option<Arc<dyn ObjectStore>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Tiers> {
+        let t = &settings.tiers;
+        let (warm_store, warm) = make_tier(settings, Tier::Warm, warm, clock.clone()).await?;
+        // Tiers naming the same s3 connection share one client.
+        let cold = match cold {
+            None if t.cold.use_ == t.warm.use_ && t.cold.use_ != "local" => Some(warm_store),
+            other => other,
+        };
+        let (_, cold) = make_tier(settings, Tier::Cold, cold, clock).await?;
+        Ok(Tiers {
+            warm,
+            cold,
+            gap: t.coalesce_gap_bytes,
+            max_read: t.max_read_bytes.max(1),
+        })
+    }
+
+    /// The tier `tier` (`InvalidInput` for hot).
+    pub fn get(&self, tier: Tier) -> Result<&PackTier> {
+        match tier {
+            Tier::Warm => Ok(&self.warm),
+            Tier::Cold => Ok(&self.cold),
+            Tier::Hot => Err(Error::invalid("the hot tier is not an object store")),
+        }
+    }
+}
+
+/// The object store and pack tier of `tier` as `settings` describe it, or on `given`.
+async fn make_tier(
+    settings: &Settings,
+    tier: Tier,
+    given: Option<Arc<dyn ObjectStore>>,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<dyn ObjectStore>, PackTier)> {
+    let cfg = settings.tiers.of(tier)?;
+    let store: Arc<dyn ObjectStore> = match given {
+        Some(s) => s,
+        None if cfg.use_ == "local" => {
+            let dir = cfg
+                .path
+                .clone()
+                .unwrap_or_else(|| default_dir(&settings.data_dir, tier));
+            Arc::new(
+                LocalObjectStore::new(dir, clock, cfg.restore_delay_ms)
+                    .with_fsync(settings.hot.sync),
+            )
+        }
+        None => {
+            let Some(Connection::S3(conn)) = settings.connections.get(&cfg.use_) else {
+                return Err(Error::invalid(format!(
+                    "tiers.{}.use names no s3 connection",
+                    tier.as_str()
+                )));
+            };
+            // One PUT per pack: parts larger than any pack (target + one chunk + index).
+            let t = &settings.tiers;
+            let part = t.warm.pack_bytes.max(t.cold.pack_bytes) + (32 << 20);
+            Arc::new(S3ObjectStore::connect(conn).await?.with_part_size(part))
+        }
+    };
+    let pack_tier = PackTier::new(
+        tier,
+        store.clone(),
+        cfg.class(tier),
+        cfg.pack_bytes,
+        cfg.zstd_level,
+    );
+    Ok((store, pack_tier))
+}
+
+fn default_dir(data_dir: &Path, tier: Tier) -> std::path::PathBuf {
+    data_dir.join("tiers").join(tier.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_names_round_trip_and_reject_anything_else() {
+        let id = PackId::of(b"x");
+        for tier in [Tier::Warm, Tier::Cold] {
+            let name = pack_name(tier, &id);
+            assert_eq!(parse_pack_name(&name).unwrap(), (tier, id));
+        }
+        for bad in [
+            "",
+            "hot/ab",
+            "warm/",
+            "warm/../x",
+            &format!("warm/{}", id.to_hex().to_uppercase()),
+            &format!("warm/{}/x", id),
+        ] {
+            assert!(parse_pack_name(bad).is_err(), "{bad}");
+        }
+    }
+}

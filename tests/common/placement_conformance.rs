@@ -1,0 +1,257 @@
+//! Conformance checks of [`PlacementStore`] (the invariants in the doc comment of
+//! `src/meta/placement.rs`), run against every metadata store beside the
+//! `meta_conformance` suite, whose helpers and fixture they share:
+//!
+//! ```ignore
+//! #[path = "common/meta_conformance.rs"]
+//! mod meta_conformance;
+//! #[path = "common/placement_conformance.rs"]
+//! mod placement_conformance;
+//! placement_conformance_tests!(make);
+//! ```
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use strata::meta::{MetaStore, PackRecord, PackRestore, RestoreState};
+use strata::model::{Health, Location, Tier};
+use strata::object::StorageClass;
+use strata::ErrorKind;
+
+use crate::meta_conformance::{blob_id, chunk, commit_of, commit_ok, warm, NODE, T0};
+
+/// Generates one `#[tokio::test]` per placement check, each on a store from `$make`.
+#[macro_export]
+macro_rules! placement_conformance_tests {
+    ($make:path) => {
+        $crate::placement_conformance_tests!(@each $make;
+            placement_add_is_an_idempotent_upsert,
+            placement_add_for_unknown_chunk_writes_nothing,
+            placement_remove_refuses_last_healthy_copy,
+            placement_remove_does_not_count_corrupt_copies,
+            placement_remove_allows_unreferenced_chunks,
+            placement_concurrent_removals_keep_a_copy,
+            placement_packs_round_trip,
+            placement_restore_cas_has_one_winner,
+        );
+    };
+    (@each $make:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(fixture) = $make().await else { return };
+                $crate::placement_conformance::$name(fixture.store.clone()).await;
+                drop(fixture);
+            }
+        )*
+    };
+}
+
+fn with_health(mut l: Location, health: Health) -> Location {
+    l.health = health;
+    l
+}
+
+async fn copies(s: &dyn MetaStore, n: u32) -> Vec<(Tier, String, Health)> {
+    let mut v: Vec<_> = s
+        .locations(&chunk(n))
+        .await
+        .expect("locations")
+        .into_iter()
+        .map(|l| (l.tier, l.pack, l.health))
+        .collect();
+    v.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    v
+}
+
+fn hot(n: u32) -> Location {
+    Location::hot(chunk(n), NODE, 10, T0)
+}
+
+pub async fn placement_add_is_an_idempotent_upsert(s: Arc<dyn MetaStore>) {
+    commit_ok(&*s, &commit_of("a", &[(chunk(1), 10)], NODE, true)).await;
+    let w = warm(chunk(1), "warm/p1", 0, 7);
+    s.add_locations(&[w.clone()]).await.expect("add");
+    s.add_locations(&[w.clone()]).await.expect("add again");
+    assert_eq!(copies(&*s, 1).await.len(), 2);
+    let mut moved = with_health(w, Health::Corrupt);
+    moved.offset = 99;
+    s.add_locations(&[moved]).await.expect("upsert");
+    let locs = s.locations(&chunk(1)).await.expect("locations");
+    let w = locs
+        .iter()
+        .find(|l| l.tier == Tier::Warm)
+        .expect("warm copy");
+    assert_eq!((w.offset, w.health), (99, Health::Corrupt));
+    assert_eq!(locs.len(), 2);
+}
+
+pub async fn placement_add_for_unknown_chunk_writes_nothing(s: Arc<dyn MetaStore>) {
+    commit_ok(&*s, &commit_of("a", &[(chunk(1), 10)], NODE, true)).await;
+    let err = s
+        .add_locations(&[
+            warm(chunk(1), "warm/p1", 0, 7),
+            warm(chunk(99), "warm/p1", 7, 7),
+        ])
+        .await
+        .expect_err("unknown chunk");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(copies(&*s, 1).await.len(), 1, "nothing written");
+}
+
+pub async fn placement_remove_refuses_last_healthy_copy(s: Arc<dyn MetaStore>) {
+    commit_ok(&*s, &commit_of("a", &[(chunk(1), 10)], NODE, true)).await;
+    assert!(s
+        .remove_locations(&[hot(1)])
+        .await
+        .expect("remove")
+        .is_empty());
+    assert_eq!(copies(&*s, 1).await.len(), 1);
+    s.add_locations(&[warm(chunk(1), "warm/p1", 0, 7)])
+        .await
+        .expect("add");
+    let removed = s.remove_locations(&[hot(1)]).await.expect("remove");
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].tier, Tier::Hot);
+    assert!(s
+        .remove_locations(&[warm(chunk(1), "warm/p1", 0, 7)])
+        .await
+        .expect("remove")
+        .is_empty());
+    assert_eq!(
+        copies(&*s, 1).await,
+        vec![(Tier::Warm, "warm/p1".to_string(), Health::Ok)]
+    );
+    // Removing a copy that does not exist is ignored.
+    assert!(s
+        .remove_locations(&[hot(1)])
+        .await
+        .expect("remove")
+        .is_empty());
+}
+
+pub async fn placement_remove_does_not_count_corrupt_copies(s: Arc<dyn MetaStore>) {
+    commit_ok(&*s, &commit_of("a", &[(chunk(1), 10)], NODE, true)).await;
+    let bad = with_health(warm(chunk(1), "warm/p1", 0, 7), Health::Corrupt);
+    s.add_locations(&[bad.clone()]).await.expect("add");
+    assert!(s
+        .remove_locations(&[hot(1)])
+        .await
+        .expect("remove")
+        .is_empty());
+    assert_eq!(
+        s.remove_locations(&[bad])
+            .await
+            .expect("remove corrupt")
+            .len(),
+        1
+    );
+    assert_eq!(copies(&*s, 1).await.len(), 1);
+}
+
+pub async fn placement_remove_allows_unreferenced_chunks(s: Arc<dyn MetaStore>) {
+    commit_ok(&*s, &commit_of("a", &[(chunk(1), 10)], NODE, true)).await;
+    s.delete_blob(&blob_id("a"), T0).await.expect("delete");
+    assert_eq!(
+        s.remove_locations(&[hot(1)]).await.expect("remove").len(),
+        1
+    );
+    assert!(copies(&*s, 1).await.is_empty());
+}
+
+pub async fn placement_concurrent_removals_keep_a_copy(s: Arc<dyn MetaStore>) {
+    for n in 0..10u32 {
+        let c = 100 + n;
+        commit_ok(
+            &*s,
+            &commit_of(&format!("b{n}"), &[(chunk(c), 10)], NODE, true),
+        )
+        .await;
+        let w = warm(chunk(c), "warm/p2", 0, 7);
+        s.add_locations(&[w.clone()]).await.expect("add");
+        let (a, b) = (s.clone(), s.clone());
+        let h = tokio::spawn(async move { a.remove_locations(&[hot(c)]).await });
+        let w2 = tokio::spawn(async move { b.remove_locations(&[w]).await });
+        let removed = h.await.expect("join").expect("remove").len()
+            + w2.await.expect("join").expect("remove").len();
+        assert_eq!(removed, 1, "exactly one of the two removals wins");
+        assert_eq!(copies(&*s, c).await.len(), 1);
+    }
+}
+
+fn pack(id: &str) -> PackRecord {
+    PackRecord {
+        id: id.to_string(),
+        tier: Tier::Cold,
+        storage_class: StorageClass::Glacier,
+        size: 1000,
+        live_bytes: 900,
+        created_ms: T0,
+        restore: PackRestore::NONE,
+    }
+}
+
+pub async fn placement_packs_round_trip(s: Arc<dyn MetaStore>) {
+    assert_eq!(s.pack("cold/none").await.expect("pack"), None);
+    let p = pack("cold/p1");
+    s.put_pack(&p).await.expect("put");
+    assert_eq!(s.pack("cold/p1").await.expect("pack"), Some(p.clone()));
+    let mut q = p.clone();
+    q.tier = Tier::Warm;
+    q.storage_class = StorageClass::Standard;
+    q.restore = PackRestore {
+        state: RestoreState::Restored,
+        expiry_ms: Some(T0 + 5),
+    };
+    s.put_pack(&q).await.expect("replace");
+    assert_eq!(s.pack("cold/p1").await.expect("pack"), Some(q));
+}
+
+pub async fn placement_restore_cas_has_one_winner(s: Arc<dyn MetaStore>) {
+    s.put_pack(&pack("cold/p1")).await.expect("put");
+    let want = PackRestore {
+        state: RestoreState::Requested,
+        expiry_ms: Some(T0 + 1000),
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.set_pack_restore("cold/p1", &PackRestore::NONE, &want)
+                .await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.expect("join").expect("cas"));
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(
+        s.pack("cold/p1")
+            .await
+            .expect("pack")
+            .expect("record")
+            .restore,
+        want
+    );
+    let stale = PackRestore {
+        state: RestoreState::Requested,
+        expiry_ms: Some(T0),
+    };
+    let done = PackRestore {
+        state: RestoreState::Restored,
+        expiry_ms: Some(T0 + 9),
+    };
+    assert!(!s
+        .set_pack_restore("cold/p1", &stale, &done)
+        .await
+        .expect("cas"));
+    assert!(s
+        .set_pack_restore("cold/p1", &want, &done)
+        .await
+        .expect("cas"));
+    assert!(!s
+        .set_pack_restore("cold/none", &PackRestore::NONE, &want)
+        .await
+        .expect("cas"));
+}

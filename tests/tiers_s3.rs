@@ -1,0 +1,165 @@
+//! Warm and cold tiers on a real S3 server (moto, which enforces archive semantics), and
+//! two stores with separate data directories sharing PostgreSQL and one bucket with
+//! `replicated` durability. Addresses come from `STRATA_TEST_MOTO_ENDPOINT` and
+//! `STRATA_TEST_PG_URL` (`eval "$(bash scripts/s3.sh)"`, `eval "$(bash scripts/pg.sh)"`);
+//! without them the tests are skipped, except under `CI=true`, where that is a failure.
+
+mod object_support;
+mod support;
+
+use std::path::Path;
+
+use bytes::Bytes;
+use object_support::{connection, endpoint, unique_bucket};
+use strata::object::S3ObjectStore;
+use strata::settings::{Connection, Durability};
+use strata::{ChunkerParams, ErrorKind, Settings, Store, Tier};
+use support::random_bytes;
+
+/// A fresh bucket on moto, or `None` to skip.
+async fn moto_bucket() -> Option<(String, String)> {
+    let endpoint = endpoint("STRATA_TEST_MOTO_ENDPOINT")?;
+    let bucket = unique_bucket();
+    let config = S3ObjectStore::client_config(&connection(&endpoint, &bucket))
+        .await
+        .expect("client config");
+    aws_sdk_s3::Client::from_conf(config)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create bucket {bucket} at {endpoint}: {e:?}"));
+    Some((endpoint, bucket))
+}
+
+/// Both tiers in the bucket, small chunks and packs.
+fn s3_settings(dir: &Path, endpoint: &str, bucket: &str) -> Settings {
+    let mut s = Settings {
+        data_dir: dir.to_path_buf(),
+        ..Settings::default()
+    };
+    s.hot.sync = false;
+    s.chunking = ChunkerParams {
+        min: 4096,
+        avg: 16384,
+        max: 65536,
+    };
+    s.cache.bytes = 0;
+    s.connections
+        .insert("s3".into(), Connection::S3(connection(endpoint, bucket)));
+    for t in [&mut s.tiers.warm, &mut s.tiers.cold] {
+        t.use_ = "s3".into();
+        t.pack_bytes = 256 * 1024;
+    }
+    s.tiers.restore_poll_ms = 50;
+    s
+}
+
+fn content(len: usize, seed: u64) -> Bytes {
+    let mut v = random_bytes(len / 2, seed).to_vec();
+    v.extend(
+        std::iter::repeat_n(b"strata on s3 ".iter().copied(), len)
+            .flatten()
+            .take(len - len / 2),
+    );
+    Bytes::from(v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_round_trip_hot_warm_cold_and_back() {
+    let Some((endpoint, bucket)) = moto_bucket().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = s3_settings(dir.path(), &endpoint, &bucket);
+    s.tiers.promote = false;
+    let store = Store::open(s).await.expect("open");
+    let data = content(800_000, 1);
+    let id = store.put(data.clone()).await.expect("put").id;
+    let before = store.stat(&id).await.expect("stat").tiers.hot;
+
+    let r = store.move_blob(&id, Tier::Warm).await.expect("to warm");
+    assert!(r.packs_written >= 2, "{r:?}");
+    let st = store.stat(&id).await.expect("stat");
+    assert_eq!((st.tiers.hot, st.tiers.warm), (0, before), "{st:?}");
+    assert!(store.get(&id).await.expect("warm read") == data);
+    assert_eq!(
+        store.get_range(&id, 5..150_000).await.expect("range"),
+        data.slice(5..150_000)
+    );
+
+    store.move_blob(&id, Tier::Cold).await.expect("to cold");
+    let st = store.stat(&id).await.expect("stat");
+    assert_eq!((st.tiers.warm, st.tiers.cold), (0, before), "{st:?}");
+    // GLACIER on moto: unreadable until restored. Checking asks for the restores and
+    // reports them pending; moto then completes them at once.
+    let size = data.len() as u64;
+    let err = store.wait_readable(&id, 0..size, std::time::Duration::ZERO).await.expect_err("archived");
+    assert_eq!(err.kind(), ErrorKind::RestorePending, "{err}");
+    let got = store
+        .get_wait(&id, None, std::time::Duration::from_secs(20))
+        .await
+        .expect("restored read");
+    assert!(got == data);
+
+    store.move_blob(&id, Tier::Hot).await.expect("to hot");
+    let st = store.stat(&id).await.expect("stat");
+    assert_eq!((st.tiers.hot, st.tiers.cold), (before, 0), "{st:?}");
+    assert!(store.get(&id).await.expect("hot read") == data);
+    store.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_cold_instant_class_reads_directly() {
+    let Some((endpoint, bucket)) = moto_bucket().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = s3_settings(dir.path(), &endpoint, &bucket);
+    s.tiers.cold.storage_class = Some(strata::object::StorageClass::GlacierIr);
+    let store = Store::open(s).await.expect("open");
+    let data = content(300_000, 2);
+    let id = store.put(data.clone()).await.expect("put").id;
+    store.move_blob(&id, Tier::Cold).await.expect("to cold");
+    assert!(store.get(&id).await.expect("instant read") == data);
+    store.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_put_on_one_node_is_readable_on_another() {
+    let Some((endpoint, bucket)) = moto_bucket().await else {
+        return;
+    };
+    let Some(url) = support::pg::fresh_schema_url().await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let node = |name: &str| {
+        let mut s = s3_settings(&tmp.path().join(name), &endpoint, &bucket);
+        s.apply_env(|k| (k == "STRATA_META_URL").then(|| url.clone()))
+            .expect("settings");
+        s.durability.mode = Durability::Replicated;
+        s
+    };
+    let a = Store::open(node("a")).await.expect("open a");
+    let b = Store::open(node("b")).await.expect("open b");
+    assert_ne!(a.node_id(), b.node_id());
+    let data = content(700_000, 3);
+    let id = a.put(data.clone()).await.expect("put on a").id;
+    assert!(b.get(&id).await.expect("read on b") == data);
+    assert_eq!(
+        b.get_range(&id, 1..99_999).await.expect("range on b"),
+        data.slice(1..99_999)
+    );
+    // b promoted the chunks into its own hot tier.
+    let st = b.stat(&id).await.expect("stat");
+    assert!(st.tiers.hot > 0 && st.tiers.warm == st.tiers.hot, "{st:?}");
+    assert!(a
+        .meta()
+        .refcount_mismatches()
+        .await
+        .expect("fsck")
+        .is_empty());
+    a.close().await.expect("close a");
+    b.close().await.expect("close b");
+}
