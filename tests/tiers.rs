@@ -574,4 +574,6 @@ async fn request_counts_for_1_gib() {
     }
     assert_eq!(pos, data.len());
     println!("streaming 1 GiB from warm: {:?}", env.warm.counts());
+    // Coalesced per pack and stream window (64 MiB windows cut packs in two).
+    assert!(env.warm.count("get_range") <= 64, "{:?}", env.warm.counts());
 }

@@ -130,6 +130,9 @@ impl Store {
 
     /// Read a chunk from the tiers, verifying it; marks bad copies in metadata.
     pub(super) async fn fetch_verified(&self, id: &ChunkId) -> Result<Bytes> {
+        if let Some(bytes) = self.inner.tiers.take_staged(id) {
+            return Ok(bytes); // fetched (and verified) by a coalesced read just before
+        }
         let now = self.now_ms();
         let corrupt_here = match self.inner.hot.get(id).await? {
             Some(bytes) if ChunkId::of(&bytes) == *id => return Ok(bytes),

@@ -184,7 +184,8 @@ impl Store {
     }
 
     /// Before reading `entries`: fetch those neither cached nor hot from their packs with
-    /// coalesced ranged GETs, into the cache (and hot, when promotion is on). Best effort:
+    /// coalesced ranged GETs, into the staging area the per-chunk path takes them from
+    /// (and into hot, when promotion is on). Best effort:
     /// whatever fails here is fetched again, and reported, by the per-chunk path.
     pub(super) async fn prefetch(&self, entries: &[ManifestEntry]) {
         let mut seen = HashSet::new();
@@ -211,7 +212,7 @@ impl Store {
         let mut fetched = Vec::new();
         for (w, res) in wants.iter().zip(got) {
             if let Ok(bytes) = res {
-                self.inner.chunks.insert(w.0, bytes.clone()).await;
+                self.inner.tiers.stage(w.0, bytes.clone());
                 fetched.push((w.0, bytes));
             }
         }

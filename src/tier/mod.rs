@@ -8,6 +8,7 @@
 
 mod read;
 pub mod settings;
+mod staging;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -191,6 +192,7 @@ pub struct Tiers {
     pub cold: PackTier,
     gap: u64,
     max_read: u64,
+    staging: staging::Staging,
 }
 
 impl Tiers {
@@ -211,12 +213,28 @@ impl Tiers {
             other => other,
         };
         let (_, cold) = make_tier(settings, Tier::Cold, cold, clock).await?;
+        // Room for a few prefetch windows, or the cache size if larger.
+        let staged = usize::try_from(settings.cache.bytes)
+            .unwrap_or(usize::MAX)
+            .max(256 << 20);
         Ok(Tiers {
             warm,
             cold,
             gap: t.coalesce_gap_bytes,
             max_read: t.max_read_bytes.max(1),
+            staging: staging::Staging::new(staged),
         })
+    }
+
+    /// Hold verified chunk bytes fetched ahead of a read until the read takes them
+    /// ([`Tiers::take_staged`]); false when the staging area is full.
+    pub fn stage(&self, id: ChunkId, bytes: Bytes) -> bool {
+        self.staging.put(id, bytes)
+    }
+
+    /// The bytes staged for `id`, removing them.
+    pub fn take_staged(&self, id: &ChunkId) -> Option<Bytes> {
+        self.staging.take(id)
     }
 
     /// The tier `tier` (`InvalidInput` for hot).
