@@ -241,6 +241,23 @@ async fn warm_read_promotes_and_second_read_touches_no_object_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_share_one_fetch() {
+    let env = open_env(|s| s.cache.bytes = 64 << 20).await;
+    let data = content(800_000, 13);
+    let id = env.store.put(data.clone()).await.expect("put").id;
+    env.store.move_blob(&id, Tier::Warm).await.expect("move");
+    let packs = packs_of(&env.store, &id, Tier::Warm).await.len() as u64;
+    env.warm.reset_counts();
+    // Concurrent on one task: `Store::get`'s future is not `Send`-general enough to
+    // spawn (a higher-ranked lifetime in `read_range`).
+    let reads = futures::future::join_all((0..6).map(|_| env.store.get(&id))).await;
+    for r in reads {
+        assert!(r.expect("read") == data);
+    }
+    assert!(env.warm.count("get_range") <= packs, "{:?} for {packs} packs", env.warm.counts());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotion_off_keeps_reading_warm() {
     let env = open_env(|s| s.tiers.promote = false).await;
     let data = content(300_000, 3);

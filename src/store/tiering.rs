@@ -201,6 +201,15 @@ impl Store {
             return;
         }
         let ids: Vec<ChunkId> = need.iter().map(|n| n.0).collect();
+        // Chunks another read is fetching are waited for, not fetched again; the claim
+        // on the others lasts until they are staged and promoted (end of this function).
+        let claim = self.inner.tiers.claim_fetch(&ids).await;
+        let mine: HashSet<ChunkId> = claim.ids().iter().copied().collect();
+        need.retain(|n| mine.contains(&n.0));
+        if need.is_empty() {
+            return;
+        }
+        let ids: Vec<ChunkId> = need.iter().map(|n| n.0).collect();
         let Ok(mut locs) = self.inner.meta.locations_many(&ids).await else {
             return;
         };
@@ -217,6 +226,7 @@ impl Store {
             }
         }
         self.promote(fetched).await;
+        drop(claim);
     }
 
     /// Copy chunks read from warm or cold into hot and record the copies, when the

@@ -184,6 +184,17 @@ impl PackTier {
     }
 }
 
+/// Chunks one read fetches while concurrent reads of them wait (see
+/// [`Tiers::claim_fetch`]).
+pub struct FetchClaim<'a>(staging::Claim<'a>);
+
+impl FetchClaim<'_> {
+    /// The chunks this read is to fetch.
+    pub fn ids(&self) -> &[ChunkId] {
+        self.0.ids()
+    }
+}
+
 /// The warm and cold tiers of a store, and how reads of them are coalesced.
 pub struct Tiers {
     /// The warm tier.
@@ -193,6 +204,7 @@ pub struct Tiers {
     gap: u64,
     max_read: u64,
     staging: staging::Staging,
+    inflight: staging::Inflight,
 }
 
 impl Tiers {
@@ -223,6 +235,7 @@ impl Tiers {
             gap: t.coalesce_gap_bytes,
             max_read: t.max_read_bytes.max(1),
             staging: staging::Staging::new(staged),
+            inflight: staging::Inflight::default(),
         })
     }
 
@@ -230,6 +243,14 @@ impl Tiers {
     /// ([`Tiers::take_staged`]); false when the staging area is full.
     pub fn stage(&self, id: ChunkId, bytes: Bytes) -> bool {
         self.staging.put(id, bytes)
+    }
+
+    /// Claim the chunks of `wanted` no other read is fetching (the claim ends when
+    /// dropped), after waiting for the fetches of the others to end.
+    pub async fn claim_fetch(&self, wanted: &[ChunkId]) -> FetchClaim<'_> {
+        let (claim, waits) = self.inflight.claim(wanted);
+        staging::wait_all(waits).await;
+        FetchClaim(claim)
     }
 
     /// The bytes staged for `id`, removing them.

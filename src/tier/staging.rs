@@ -1,13 +1,14 @@
 //! Chunks fetched ahead of a read (coalesced GETs), held until the per-chunk read path
-//! takes them. The chunk cache cannot serve this: its admission policy may refuse new
+//! takes them; and the set of chunks being fetched, so concurrent reads share a fetch. The chunk cache cannot serve this: its admission policy may refuse new
 //! entries once it is full, which would turn one coalesced GET back into one GET per
 //! chunk. Bounded in bytes; entries nobody took expire.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::sync::Semaphore;
 
 use crate::id::ChunkId;
 
@@ -82,5 +83,102 @@ mod tests {
         assert_eq!(s.take(&a).as_deref(), Some(&b"123456"[..]));
         assert_eq!(s.take(&a), None);
         assert!(s.put(b, Bytes::from_static(b"123456")));
+    }
+}
+
+/// Chunks some read is fetching right now, so concurrent reads of the same chunks wait
+/// for that fetch instead of sending the same GETs again.
+#[derive(Default)]
+pub(crate) struct Inflight {
+    map: Mutex<HashMap<ChunkId, Arc<Semaphore>>>,
+}
+
+/// Chunks registered by one fetch; dropping it (when the fetch ends, fails or is
+/// cancelled) unregisters them and wakes the readers waiting for them.
+pub(crate) struct Claim<'a> {
+    owner: &'a Inflight,
+    ids: Vec<ChunkId>,
+    done: Arc<Semaphore>,
+}
+
+impl Inflight {
+    /// Register the ids of `wanted` nobody is fetching; returns the claim on those and
+    /// the fetches to wait for on the others.
+    pub(crate) fn claim(&self, wanted: &[ChunkId]) -> (Claim<'_>, Vec<Arc<Semaphore>>) {
+        let done = Arc::new(Semaphore::new(0));
+        let mut ids = Vec::new();
+        let mut waits: Vec<Arc<Semaphore>> = Vec::new();
+        let mut g = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        for id in wanted {
+            match g.get(id) {
+                Some(other) => {
+                    if !waits.iter().any(|w| Arc::ptr_eq(w, other)) {
+                        waits.push(other.clone());
+                    }
+                }
+                None => {
+                    g.insert(*id, done.clone());
+                    ids.push(*id);
+                }
+            }
+        }
+        (
+            Claim {
+                owner: self,
+                ids,
+                done,
+            },
+            waits,
+        )
+    }
+}
+
+impl Claim<'_> {
+    /// The chunks this claim fetches.
+    pub(crate) fn ids(&self) -> &[ChunkId] {
+        &self.ids
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut g = self.owner.map.lock().unwrap_or_else(|p| p.into_inner());
+        for id in &self.ids {
+            if g.get(id).is_some_and(|s| Arc::ptr_eq(s, &self.done)) {
+                g.remove(id);
+            }
+        }
+        drop(g);
+        // Closing wakes every waiter (their acquire fails, which is the signal).
+        self.done.close();
+    }
+}
+
+/// Wait until the fetches `waits` are over.
+pub(crate) async fn wait_all(waits: Vec<Arc<Semaphore>>) {
+    for w in waits {
+        let _ = w.acquire().await;
+    }
+}
+
+#[cfg(test)]
+mod inflight_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn second_claim_waits_for_the_first() {
+        let f = Inflight::default();
+        let (a, b) = (ChunkId::of(b"a"), ChunkId::of(b"b"));
+        let (c1, w1) = f.claim(&[a]);
+        assert!(w1.is_empty());
+        let (c2, w2) = f.claim(&[a, b]);
+        assert_eq!(c2.ids(), &[b]);
+        assert_eq!(w2.len(), 1);
+        drop(c1);
+        tokio::time::timeout(Duration::from_secs(1), wait_all(w2))
+            .await
+            .unwrap();
+        let (c3, w3) = f.claim(&[a]);
+        assert_eq!((c3.ids().len(), w3.len()), (1, 0));
     }
 }
