@@ -94,7 +94,10 @@ async fn moto_round_trip_hot_warm_cold_and_back() {
     // GLACIER on moto: unreadable until restored. Checking asks for the restores and
     // reports them pending; moto then completes them at once.
     let size = data.len() as u64;
-    let err = store.wait_readable(&id, 0..size, std::time::Duration::ZERO).await.expect_err("archived");
+    let err = store
+        .wait_readable(&id, 0..size, std::time::Duration::ZERO)
+        .await
+        .expect_err("archived");
     assert_eq!(err.kind(), ErrorKind::RestorePending, "{err}");
     let got = store
         .get_wait(&id, None, std::time::Duration::from_secs(20))
@@ -162,4 +165,42 @@ async fn replicated_put_on_one_node_is_readable_on_another() {
         .is_empty());
     a.close().await.expect("close a");
     b.close().await.expect("close b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_outage_during_move_then_success() {
+    use std::sync::Arc;
+    use strata::object::{FaultyObjectStore, ObjectStore};
+    let Some((endpoint, bucket)) = moto_bucket().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = s3_settings(dir.path(), &endpoint, &bucket);
+    let s3 = S3ObjectStore::connect(&connection(&endpoint, &bucket))
+        .await
+        .expect("connect");
+    let warm = Arc::new(FaultyObjectStore::new(Arc::new(s3)));
+    let components = strata::store::Components {
+        warm: Some(warm.clone() as Arc<dyn ObjectStore>),
+        ..Default::default()
+    };
+    let store = Store::open_with(s, components).await.expect("open");
+    let data = content(600_000, 4);
+    let id = store.put(data.clone()).await.expect("put").id;
+    let before = store.stat(&id).await.expect("stat").tiers.hot;
+    // The server is down.
+    warm.set_fail_all(true);
+    let err = store.move_blob(&id, Tier::Warm).await.expect_err("outage");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(store.get(&id).await.expect("still readable") == data);
+    assert_eq!(store.stat(&id).await.expect("stat").tiers.hot, before);
+    warm.set_fail_all(false);
+    store
+        .move_blob(&id, Tier::Warm)
+        .await
+        .expect("move once the server is back");
+    let st = store.stat(&id).await.expect("stat");
+    assert_eq!((st.tiers.hot, st.tiers.warm), (0, before), "{st:?}");
+    assert!(store.get(&id).await.expect("warm read") == data);
+    store.close().await.expect("close");
 }
