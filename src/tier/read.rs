@@ -63,6 +63,79 @@ fn copy_err(e: &Error, pack: &str) -> Error {
     Error::new(e.kind(), format!("pack {pack}: {}", e.context()))
 }
 
+/// One chunk's stored bytes to decode and verify.
+struct Decode {
+    index: usize,
+    stored: Bytes,
+    chunk: ChunkId,
+    raw_len: Option<u32>,
+    pack: String,
+}
+
+impl Decode {
+    fn run(self) -> (usize, Result<Bytes>) {
+        let res = decode_stored(self.stored, &self.chunk, self.raw_len)
+            .map_err(|e| e.context_prefix(format!("pack {}", self.pack)));
+        (self.index, res)
+    }
+}
+
+/// Below this many stored bytes, chunks are decoded on the calling task.
+const PARALLEL_DECODE_BYTES: usize = 1 << 20;
+
+/// Decode and verify chunks, spread over the cores when there is enough to do: hashing
+/// is most of a warm read's CPU time, and a single thread would add several ms per 16 MiB.
+async fn decode_all(decodes: Vec<Decode>) -> Vec<(usize, Result<Bytes>)> {
+    let total: usize = decodes.iter().map(|d| d.stored.len()).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if total < PARALLEL_DECODE_BYTES || threads < 2 || decodes.len() < 2 {
+        return decodes.into_iter().map(Decode::run).collect();
+    }
+    let per = total.div_ceil(threads);
+    let mut groups: Vec<Vec<Decode>> = vec![Vec::new()];
+    let mut filled = 0;
+    for d in decodes {
+        if filled >= per {
+            groups.push(Vec::new());
+            filled = 0;
+        }
+        filled += d.stored.len();
+        if let Some(g) = groups.last_mut() {
+            g.push(d);
+        }
+    }
+    let tasks: Vec<(
+        Vec<usize>,
+        tokio::task::JoinHandle<Vec<(usize, Result<Bytes>)>>,
+    )> = groups
+        .into_iter()
+        .map(|g| {
+            let indices = g.iter().map(|d| d.index).collect();
+            (
+                indices,
+                tokio::task::spawn_blocking(move || g.into_iter().map(Decode::run).collect()),
+            )
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (indices, task) in tasks {
+        match task.await {
+            Ok(done) => out.extend(done),
+            Err(e) => {
+                let msg = format!("chunk decoding failed: {e}");
+                out.extend(
+                    indices
+                        .into_iter()
+                        .map(|i| (i, Err(Error::internal(msg.clone())))),
+                );
+            }
+        }
+    }
+    out
+}
+
 /// One ranged GET: the pack, the byte range, and the read indices it serves.
 struct Job {
     tier: Tier,
@@ -129,23 +202,33 @@ impl Tiers {
             .buffer_unordered(GETS_IN_FLIGHT)
             .collect()
             .await;
+        let mut decodes = Vec::new();
         for (job, got) in fetched {
             for &i in &job.members {
                 let r = &reads[i];
-                results[i] = match &got {
-                    Err(e) => Err(copy_err(e, &job.pack)),
+                match &got {
+                    Err(e) => results[i] = Err(copy_err(e, &job.pack)),
                     Ok(bytes) => {
                         let start = (r.location.offset - job.range.start) as usize;
                         let end = start + r.location.length as usize;
                         if end > bytes.len() {
-                            Err(Error::corrupt(format!("pack {}: short read", job.pack)))
+                            results[i] =
+                                Err(Error::corrupt(format!("pack {}: short read", job.pack)));
                         } else {
-                            decode_stored(bytes.slice(start..end), &r.chunk, r.raw_len)
-                                .map_err(|e| e.context_prefix(format!("pack {}", job.pack)))
+                            decodes.push(Decode {
+                                index: i,
+                                stored: bytes.slice(start..end),
+                                chunk: r.chunk,
+                                raw_len: r.raw_len,
+                                pack: job.pack.clone(),
+                            });
                         }
                     }
-                };
+                }
             }
+        }
+        for (i, res) in decode_all(decodes).await {
+            results[i] = res;
         }
         results
     }
