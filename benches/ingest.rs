@@ -1,7 +1,9 @@
 //! Ingest throughput: `put` of 1 GiB into the embedded store next to chunking + hashing
 //! alone (FastCDC cut points, BLAKE3 of every chunk and of the whole blob, one thread).
 //!
-//! `cargo bench --bench ingest`
+//! With `STRATA_TEST_PG_URL` set it also measures `put` with PostgreSQL metadata.
+//!
+//! `eval "$(bash scripts/pg.sh)"; cargo bench --bench ingest`
 
 mod common;
 
@@ -11,13 +13,14 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use strata::{ChunkerParams, Store};
 
-const SIZE: usize = 1 << 30;
 
 fn ingest(c: &mut Criterion) {
-    let mut data = common::random_bytes(SIZE, 1);
+    const SIZE_FULL: usize = 1 << 30;
+    let size = common::size(SIZE_FULL, 8 << 20);
+    let mut data = common::random_bytes(size, 1);
     let params = ChunkerParams::default();
     let mut group = c.benchmark_group("ingest_1GiB");
-    group.sample_size(10).measurement_time(Duration::from_secs(40)).throughput(Throughput::Bytes(SIZE as u64));
+    group.sample_size(10).measurement_time(Duration::from_secs(40)).throughput(Throughput::Bytes(size as u64));
 
     group.bench_function("chunk_and_hash_only", |b| {
         b.iter(|| {
@@ -45,8 +48,26 @@ fn ingest(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
-    group.finish();
     rt.block_on(store.close()).expect("close");
+
+    // The same put with metadata in PostgreSQL (hot tier still local RocksDB).
+    if let Some(url) = rt.block_on(common::pg_schema_url("ingest")) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = rt.block_on(Store::open(common::pg_settings(dir.path(), 64 << 20, &url))).expect("open");
+        group.bench_function("put_postgres", |b| {
+            b.iter_batched(
+                || {
+                    round += 1;
+                    common::refresh(&mut data, round);
+                    Bytes::copy_from_slice(&data)
+                },
+                |input| rt.block_on(store.put(input)).expect("put"),
+                BatchSize::PerIteration,
+            )
+        });
+        rt.block_on(store.close()).expect("close");
+    }
+    group.finish();
 }
 
 criterion_group!(benches, ingest);

@@ -21,7 +21,7 @@ fn reads(c: &mut Criterion) {
         rt.block_on(store.close()).expect("close");
     }
 
-    for (name, size) in [("get_range_4KiB_in_16MiB", 16usize << 20), ("get_range_4KiB_in_1GiB", 1 << 30)] {
+    for (name, size) in [("get_range_4KiB_in_16MiB", 16usize << 20), ("get_range_4KiB_in_1GiB", common::size(1 << 30, 32 << 20))] {
         let dir = tempfile::tempdir().expect("tempdir");
         // Cache off: every read goes to RocksDB and the manifest lookup.
         let (store, id) = rt.block_on(common::store_with(dir.path(), 0, Bytes::from(common::random_bytes(size, 9))));
