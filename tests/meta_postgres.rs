@@ -211,7 +211,8 @@ async fn migrations_rerun_is_a_no_op() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_connects_migrate_once() {
     let Some(schema) = schema().await else { return };
-    let metas = futures::future::join_all((0..4).map(|_| PostgresMeta::connect(&settings(&schema.url)))).await;
+    let all: Vec<_> = (0..4).map(|_| settings(&schema.url)).collect();
+    let metas = futures::future::join_all(all.iter().map(PostgresMeta::connect)).await;
     for m in &metas {
         assert!(m.is_ok(), "{:?}", m.as_ref().err());
     }

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use proptest::prelude::*;
 use strata::meta::faults::FaultyMeta;
-use strata::meta::MetaStore;
 use strata::store::Components;
 use strata::{BlobId, ChunkId, ErrorKind, ManualClock, Store};
 use support::{open, random_bytes, settings};
@@ -153,7 +152,8 @@ fn corrupt_chunk(dir: &std::path::Path, chunk: &ChunkId) {
     let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir, cfs).unwrap();
     let cf = db.cf_handle(strata::rocks::CF_CHUNKS).unwrap();
     let mut value = db.get_cf(cf, chunk.as_bytes()).unwrap().expect("chunk is stored");
-    value[value.len() / 2] ^= 0x40;
+    let middle = value.len() / 2;
+    value[middle] ^= 0x40;
     db.put_cf(cf, chunk.as_bytes(), value).unwrap();
 }
 
@@ -283,9 +283,18 @@ async fn concurrent_puts_of_overlapping_blobs() {
             (r.id, data)
         }));
     }
+    let mut reads = Vec::new();
     for t in tasks {
         let (id, data) = t.await.unwrap();
-        assert_eq!(store.get(&id).await.unwrap(), data);
+        // Reads are spawned too: `get` and `get_range` futures must be `Send + 'static`.
+        let store = store.clone();
+        reads.push(tokio::spawn(async move {
+            assert_eq!(store.get(&id).await.unwrap(), data);
+            assert_eq!(store.get_range(&id, 1000..2000).await.unwrap(), data.slice(1000..2000));
+        }));
+    }
+    for r in reads {
+        r.await.unwrap();
     }
     assert_eq!(store.list().await.unwrap().len(), 5);
     assert!(store.meta().refcount_mismatches().await.unwrap().is_empty());

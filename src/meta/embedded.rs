@@ -365,12 +365,19 @@ impl MetaStore for EmbeddedMeta {
     }
 
     async fn record_access(&self, batch_in: &[(ChunkId, u64, u64)]) -> Result<()> {
-        let items = batch_in.to_vec();
+        // One chunk may appear several times in a batch: merge first, because each
+        // record is read before the batch is written.
+        let mut merged: std::collections::BTreeMap<ChunkId, (u64, u64)> = Default::default();
+        for &(id, at, n) in batch_in {
+            let slot = merged.entry(id).or_insert((at, 0));
+            slot.0 = slot.0.max(at);
+            slot.1 += n;
+        }
         self.blocking(move |inner| {
             let _guard = lock(&inner.write_lock);
             let meta = cf(&inner.db, rocks::CF_CHUNK_META)?;
             let mut batch = WriteBatch::default();
-            for (id, at, n) in items {
+            for (id, (at, n)) in merged {
                 if let Some(mut rec) = inner.chunk(&id)? {
                     rec.last_access_ms = Some(rec.last_access_ms.map_or(at, |t| t.max(at)));
                     rec.access_count += n;

@@ -18,6 +18,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -145,6 +146,9 @@ pub struct ObjectMeta {
     pub last_modified_ms: Option<u64>,
 }
 
+/// The body of a streamed read: pieces in order.
+pub type ByteChunks = BoxStream<'static, Result<Bytes>>;
+
 /// A bucket of immutable objects with storage classes, as the warm and cold tiers use it.
 ///
 /// Keys must pass [`validate_key`]. Errors use [`ErrorKind`](crate::ErrorKind):
@@ -169,6 +173,16 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// the object (`range.end > size`, or `start > end`) is `InvalidInput`; it is never
     /// clamped.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
+
+    /// Bytes `range` of the object as pieces in order, so a reader can work on the first
+    /// bytes while the rest arrive. Errors before the first byte are returned as
+    /// [`get_range`](Self::get_range) returns them; a body cut short arrives in the
+    /// stream as `Unavailable`. The default is one piece from `get_range`, which keeps
+    /// wrappers (fault injection, request counting) correct without overriding this.
+    async fn get_range_stream(&self, key: &str, range: Range<u64>) -> Result<ByteChunks> {
+        let bytes = self.get_range(key, range).await?;
+        Ok(futures::stream::once(async move { Ok(bytes) }).boxed())
+    }
 
     /// Size, class and restore state.
     async fn head(&self, key: &str) -> Result<ObjectMeta>;

@@ -19,8 +19,8 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::s3_errors::{date_ms, error_code, map_sdk_error, parse_restore_header, Op};
 use super::{
-    check_range, validate_key, validate_prefix, ObjectMeta, ObjectStore, RestoreStatus,
-    StorageClass,
+    check_range, validate_key, validate_prefix, ByteChunks, ObjectMeta, ObjectStore,
+    RestoreStatus, StorageClass,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::S3Connection;
@@ -289,6 +289,55 @@ impl ObjectStore for S3ObjectStore {
             return Ok(Bytes::new());
         }
         self.get_object(key, Some(range)).await
+    }
+
+    async fn get_range_stream(&self, key: &str, range: Range<u64>) -> Result<ByteChunks> {
+        validate_key(key)?;
+        let want = range.end.saturating_sub(range.start);
+        if check_range(key, &range)? {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let full = self.full_key(key)?;
+        let what = self.what(&full);
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::Get, &what, e))?;
+        let length = out.content_length().and_then(|n| u64::try_from(n).ok());
+        if out.content_range().is_none() || length != Some(want) {
+            // The server ignored the range or clamped it: let the buffered path judge.
+            drop(out);
+            let bytes = self.get_object(key, Some(range)).await?;
+            return Ok(futures::stream::once(async move { Ok(bytes) }).boxed());
+        }
+        // State: the body (None once it failed or ended) and the bytes received so far.
+        let pieces = futures::stream::unfold((Some(out.body), 0u64), move |(body, got)| {
+            let what = what.clone();
+            async move {
+                let mut body = body?;
+                match body.next().await {
+                    Some(Ok(piece)) => {
+                        let got = got + piece.len() as u64;
+                        Some((Ok(piece), (Some(body), got)))
+                    }
+                    Some(Err(e)) => {
+                        let err = Error::unavailable(format!("s3 get {what}: reading the body failed"));
+                        Some((Err(err.with_source(e)), (None, got)))
+                    }
+                    None if got != want => {
+                        let msg = format!("s3 get {what}: body had {got} of {want} bytes");
+                        Some((Err(Error::unavailable(msg)), (None, got)))
+                    }
+                    None => None,
+                }
+            }
+        });
+        Ok(pieces.boxed())
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {

@@ -217,7 +217,7 @@ struct Written {
 /// The chunker thread: cut blocks into chunks, hash them, send batches.
 fn chunk_blocks(params: ChunkerParams, mut blocks: mpsc::Receiver<Bytes>, out: mpsc::Sender<Batch>) -> Result<()> {
     let mut chunker = StreamChunker::new(params);
-    let mut send = |cut: Vec<(u64, Bytes)>| -> Result<()> {
+    let send = |cut: Vec<(u64, Bytes)>| -> Result<()> {
         if cut.is_empty() {
             return Ok(());
         }

@@ -80,8 +80,12 @@ impl Store {
         }
         let entries = self.entries(rec, range.start, range.end).await?;
         self.prefetch(&entries).await;
-        let pieces: Vec<Bytes> = stream::iter(entries.iter().map(|e| async move {
-            Ok::<_, Error>(self.chunk_bytes(&rec.id, e).await?.slice(slice_of(e, range.start, range.end)))
+        // Owned futures (no borrows of `entries` across awaits), so `get` stays `Send`
+        // and can be spawned.
+        let (id, start, end) = (rec.id, range.start, range.end);
+        let pieces: Vec<Bytes> = stream::iter(entries.into_iter().map(|e| {
+            let this = self.clone();
+            async move { Ok::<_, Error>(this.chunk_bytes(&id, &e).await?.slice(slice_of(&e, start, end))) }
         }))
         .buffered(READ_AHEAD)
         .try_collect()

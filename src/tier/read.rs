@@ -63,77 +63,43 @@ fn copy_err(e: &Error, pack: &str) -> Error {
     Error::new(e.kind(), format!("pack {pack}: {}", e.context()))
 }
 
-/// One chunk's stored bytes to decode and verify.
-struct Decode {
-    index: usize,
-    stored: Bytes,
-    chunk: ChunkId,
-    raw_len: Option<u32>,
-    pack: String,
+/// The bytes of one ranged GET received so far, as the pieces they arrived in.
+struct Received {
+    end: u64,
+    pieces: Vec<(u64, Bytes)>,
 }
 
-impl Decode {
-    fn run(self) -> (usize, Result<Bytes>) {
-        let res = decode_stored(self.stored, &self.chunk, self.raw_len)
-            .map_err(|e| e.context_prefix(format!("pack {}", self.pack)));
-        (self.index, res)
+impl Received {
+    fn new(start: u64) -> Self {
+        Received { end: start, pieces: Vec::new() }
     }
-}
 
-/// Below this many stored bytes, chunks are decoded on the calling task.
-const PARALLEL_DECODE_BYTES: usize = 1 << 20;
+    fn push(&mut self, piece: Bytes) {
+        let at = self.end;
+        self.end += piece.len() as u64;
+        self.pieces.push((at, piece));
+    }
 
-/// Decode and verify chunks, spread over the cores when there is enough to do: hashing
-/// is most of a warm read's CPU time, and a single thread would add several ms per 16 MiB.
-async fn decode_all(decodes: Vec<Decode>) -> Vec<(usize, Result<Bytes>)> {
-    let total: usize = decodes.iter().map(|d| d.stored.len()).sum();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if total < PARALLEL_DECODE_BYTES || threads < 2 || decodes.len() < 2 {
-        return decodes.into_iter().map(Decode::run).collect();
-    }
-    let per = total.div_ceil(threads);
-    let mut groups: Vec<Vec<Decode>> = vec![Vec::new()];
-    let mut filled = 0;
-    for d in decodes {
-        if filled >= per {
-            groups.push(Vec::new());
-            filled = 0;
-        }
-        filled += d.stored.len();
-        if let Some(g) = groups.last_mut() {
-            g.push(d);
-        }
-    }
-    let tasks: Vec<(
-        Vec<usize>,
-        tokio::task::JoinHandle<Vec<(usize, Result<Bytes>)>>,
-    )> = groups
-        .into_iter()
-        .map(|g| {
-            let indices = g.iter().map(|d| d.index).collect();
-            (
-                indices,
-                tokio::task::spawn_blocking(move || g.into_iter().map(Decode::run).collect()),
-            )
-        })
-        .collect();
-    let mut out = Vec::new();
-    for (indices, task) in tasks {
-        match task.await {
-            Ok(done) => out.extend(done),
-            Err(e) => {
-                let msg = format!("chunk decoding failed: {e}");
-                out.extend(
-                    indices
-                        .into_iter()
-                        .map(|i| (i, Err(Error::internal(msg.clone())))),
-                );
+    /// Bytes `from .. to` (within what was received): a slice of one piece when they lie
+    /// in one, else a copy.
+    fn slice(&self, from: u64, to: u64) -> Bytes {
+        let first = self.pieces.partition_point(|(at, p)| at + p.len() as u64 <= from);
+        if let Some((at, p)) = self.pieces.get(first) {
+            if to <= at + p.len() as u64 {
+                return p.slice((from - at) as usize..(to - at) as usize);
             }
         }
+        let mut out = bytes::BytesMut::with_capacity((to - from) as usize);
+        for (at, p) in &self.pieces[first..] {
+            if *at >= to {
+                break;
+            }
+            let lo = from.max(*at) - at;
+            let hi = to.min(at + p.len() as u64) - at;
+            out.extend_from_slice(&p[lo as usize..hi as usize]);
+        }
+        out.freeze()
     }
-    out
 }
 
 /// One ranged GET: the pack, the byte range, and the read indices it serves.
@@ -187,50 +153,70 @@ impl Tiers {
                 });
             }
         }
-        let fetched: Vec<(Job, Result<Bytes>)> = stream::iter(jobs)
-            .map(|job| async move {
-                let got = match (self.get(job.tier), parse_pack_name(&job.pack)) {
-                    (Ok(t), Ok((tier, id))) => {
-                        t.store()
-                            .get_range(&pack_name(tier, &id), job.range.clone())
-                            .await
-                    }
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                };
-                (job, got)
-            })
+        // Each GET's chunks are verified as their bytes arrive, so hashing overlaps the
+        // transfer instead of following it.
+        let done: Vec<Vec<(usize, Result<Bytes>)>> = stream::iter(jobs)
+            .map(|job| self.fetch_job(job, reads))
             .buffer_unordered(GETS_IN_FLIGHT)
             .collect()
             .await;
-        let mut decodes = Vec::new();
-        for (job, got) in fetched {
-            for &i in &job.members {
-                let r = &reads[i];
-                match &got {
-                    Err(e) => results[i] = Err(copy_err(e, &job.pack)),
-                    Ok(bytes) => {
-                        let start = (r.location.offset - job.range.start) as usize;
-                        let end = start + r.location.length as usize;
-                        if end > bytes.len() {
-                            results[i] =
-                                Err(Error::corrupt(format!("pack {}: short read", job.pack)));
-                        } else {
-                            decodes.push(Decode {
-                                index: i,
-                                stored: bytes.slice(start..end),
-                                chunk: r.chunk,
-                                raw_len: r.raw_len,
-                                pack: job.pack.clone(),
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        for (i, res) in decode_all(decodes).await {
+        for (i, res) in done.into_iter().flatten() {
             results[i] = res;
         }
         results
+    }
+
+    /// Run one ranged GET and decode its chunks in the order their last byte arrives.
+    async fn fetch_job(&self, job: Job, reads: &[ChunkRead]) -> Vec<(usize, Result<Bytes>)> {
+        let body = match (self.get(job.tier), parse_pack_name(&job.pack)) {
+            (Ok(t), Ok((tier, id))) => {
+                t.store()
+                    .get_range_stream(&pack_name(tier, &id), job.range.clone())
+                    .await
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        let fail = |members: &[usize], e: &Error| -> Vec<(usize, Result<Bytes>)> {
+            members.iter().map(|&i| (i, Err(copy_err(e, &job.pack)))).collect()
+        };
+        let mut body = match body {
+            Ok(b) => b,
+            Err(e) => return fail(&job.members, &e),
+        };
+        let end_of = |i: usize| reads[i].location.offset + reads[i].location.length;
+        // Pending members, the one that completes first last.
+        let mut pending = job.members.clone();
+        pending.sort_by_key(|&i| std::cmp::Reverse(end_of(i)));
+        let mut received = Received::new(job.range.start);
+        let mut out = Vec::with_capacity(pending.len());
+        loop {
+            while let Some(&i) = pending.last() {
+                if end_of(i) > received.end {
+                    break;
+                }
+                pending.pop();
+                let r = &reads[i];
+                let stored = received.slice(r.location.offset, end_of(i));
+                let res = decode_stored(stored, &r.chunk, r.raw_len)
+                    .map_err(|e| e.context_prefix(format!("pack {}", job.pack)));
+                out.push((i, res));
+            }
+            if pending.is_empty() {
+                return out;
+            }
+            match body.next().await {
+                Some(Ok(piece)) => received.push(piece),
+                Some(Err(e)) => {
+                    out.extend(fail(&pending, &e));
+                    return out;
+                }
+                None => {
+                    let e = Error::corrupt(format!("pack {}: short read", job.pack));
+                    out.extend(fail(&pending, &e));
+                    return out;
+                }
+            }
+        }
     }
 }
 
@@ -238,6 +224,19 @@ impl Tiers {
 mod tests {
     use super::*;
     use crate::pack::PackBuilder;
+
+    #[test]
+    fn received_slices_across_pieces() {
+        let all: Vec<u8> = (0..100u8).collect();
+        let mut r = Received::new(1000);
+        for piece in [&all[..10], &all[10..11], &all[11..60], &all[60..]] {
+            r.push(Bytes::copy_from_slice(piece));
+        }
+        assert_eq!(r.end, 1100);
+        for (from, to) in [(0, 100), (0, 10), (3, 7), (9, 12), (10, 11), (59, 61), (99, 100), (50, 50)] {
+            assert_eq!(&r.slice(1000 + from, 1000 + to)[..], &all[from as usize..to as usize], "{from}..{to}");
+        }
+    }
 
     #[test]
     fn decode_with_and_without_length() {

@@ -59,12 +59,12 @@ struct CommitPlan<'a> {
 impl<'a> CommitPlan<'a> {
     fn new(c: &'a BlobCommit) -> Result<Self> {
         validate_commit(c)?;
-        let mut per_chunk: BTreeMap<ChunkId, (u32, i64)> = BTreeMap::new();
+        let mut per_chunk: BTreeMap<&'a ChunkId, (u32, i64)> = BTreeMap::new();
         for e in &c.entries {
-            per_chunk.entry(e.chunk).or_insert((e.length, 0)).1 += 1;
+            per_chunk.entry(&e.chunk).or_insert((e.length, 0)).1 += 1;
         }
         for l in &c.new_locations {
-            if !per_chunk.contains_key(&l.chunk) {
+            if !per_chunk.contains_key(&&l.chunk) {
                 return Err(Error::internal(format!(
                     "commit of blob {} brings a copy of chunk {} that its manifest does not use",
                     c.blob.id, l.chunk
@@ -90,7 +90,7 @@ impl<'a> CommitPlan<'a> {
                 i32_of(p.max, "chunker max")?,
             ],
             created_ms: i64_of(c.blob.created_ms, "created_ms")?,
-            chunk_ids: per_chunk.keys().map(|k| k.as_bytes().as_slice()).collect(),
+            chunk_ids: per_chunk.keys().map(|&k| k.as_bytes().as_slice()).collect(),
             chunk_sizes: per_chunk.values().map(|(len, _)| i64::from(*len)).collect(),
             chunk_refs: per_chunk.values().map(|(_, n)| *n).collect(),
             offsets: c.entries.iter().map(|e| i64_of(e.offset, "offset")).collect::<Result<_>>()?,
