@@ -40,10 +40,16 @@ impl WorkerSet {
 
     /// Start `worker`, ticking every `every`. On shutdown it ticks once more so that
     /// buffered work (such as access statistics) is not lost.
+    ///
+    /// The task holds the worker weakly: a worker whose owner was dropped without
+    /// `close()` (a caller's early return, a simulated crash) is freed with it, along
+    /// with what it holds (such as the database and its lock), and its task ends.
     pub fn start(&mut self, worker: Arc<dyn Worker>, every: Duration) {
         let token = CancellationToken::new();
         let child = token.clone();
         let name = worker.name().to_string();
+        let weak = Arc::downgrade(&worker);
+        drop(worker);
         let handle = tokio::spawn(async move {
             let mut interval = tokio::time::interval(every);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -52,14 +58,17 @@ impl WorkerSet {
                 tokio::select! {
                     _ = child.cancelled() => break,
                     _ = interval.tick() => {
+                        let Some(worker) = weak.upgrade() else { return };
                         if let Err(e) = worker.tick().await {
                             tracing::warn!(worker = worker.name(), error = %e, "background tick failed");
                         }
                     }
                 }
             }
-            if let Err(e) = worker.tick().await {
-                tracing::warn!(worker = worker.name(), error = %e, "final tick failed");
+            if let Some(worker) = weak.upgrade() {
+                if let Err(e) = worker.tick().await {
+                    tracing::warn!(worker = worker.name(), error = %e, "final tick failed");
+                }
             }
         });
         self.running.push(Running { name, token, handle });
@@ -78,6 +87,15 @@ impl WorkerSet {
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for WorkerSet {
+    /// Dropped without `close()`: tell the tasks to stop (they cannot be awaited here).
+    fn drop(&mut self) {
+        for r in &self.running {
+            r.token.cancel();
+        }
     }
 }
 
@@ -106,5 +124,17 @@ mod tests {
         set.start(c.clone(), Duration::from_secs(3600));
         set.close().await.unwrap();
         assert_eq!(c.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn dropped_worker_is_freed_and_its_task_ends() {
+        let c = Arc::new(Counter(AtomicUsize::new(0)));
+        let mut set = WorkerSet::new();
+        set.start(c.clone(), Duration::from_millis(5));
+        let weak = Arc::downgrade(&c);
+        drop(c);
+        assert!(weak.upgrade().is_none(), "the task does not keep the worker alive");
+        let handle = set.running.pop().unwrap().handle;
+        tokio::time::timeout(Duration::from_secs(5), handle).await.unwrap().unwrap();
     }
 }

@@ -474,6 +474,10 @@ impl Inner {
         match fs::create_dir(dir) {
             Ok(()) => self.sync_parent(dir, key),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+            // A file where the key needs a directory: another key is a prefix of this one.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(io_err(io::Error::new(io::ErrorKind::NotADirectory, e), "create directory", key))
+            }
             Err(e) => Err(io_err(e, "create directory", key)),
         }
     }

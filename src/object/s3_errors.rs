@@ -103,13 +103,19 @@ fn is_auth(code: &str, status: u16) -> bool {
             | "TokenRefreshRequired"
             | "AllAccessDisabled"
             | "AuthorizationHeaderMalformed"
-    ) || ((status == 401 || status == 403) && code != "InvalidObjectState")
+    ) || ((status == 401 || status == 403) && !archived(code))
+}
+
+/// Codes S3 uses for "the object is archived and not restored".
+fn archived(code: &str) -> bool {
+    matches!(code, "InvalidObjectState" | "ObjectNotInActiveTierError")
 }
 
 fn service_kind(op: Op, code: &str, status: u16) -> ErrorKind {
     match code {
         "InvalidObjectState" if op == Op::Restore => ErrorKind::InvalidInput,
-        "InvalidObjectState" => ErrorKind::RestorePending,
+        // Reading (GET) or copying (CopyObject's own code) an archived, unrestored object.
+        "InvalidObjectState" | "ObjectNotInActiveTierError" => ErrorKind::RestorePending,
         "NoSuchKey" | "NotFound" => ErrorKind::NotFound,
         // A missing bucket is a configuration problem, not a missing object.
         "NoSuchBucket" => ErrorKind::InvalidInput,
@@ -197,6 +203,7 @@ mod tests {
     fn codes_map_to_kinds() {
         assert_eq!(service_kind(Op::Get, "InvalidObjectState", 403), ErrorKind::RestorePending);
         assert_eq!(service_kind(Op::Restore, "InvalidObjectState", 403), ErrorKind::InvalidInput);
+        assert_eq!(service_kind(Op::Copy, "ObjectNotInActiveTierError", 403), ErrorKind::RestorePending);
         assert_eq!(service_kind(Op::Get, "NoSuchKey", 404), ErrorKind::NotFound);
         assert_eq!(service_kind(Op::Head, "", 404), ErrorKind::NotFound);
         assert_eq!(service_kind(Op::Get, "InvalidRange", 416), ErrorKind::InvalidInput);
