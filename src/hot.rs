@@ -26,6 +26,10 @@ pub trait ChunkTier: Send + Sync + 'static {
     async fn delete_many(&self, ids: Vec<ChunkId>) -> Result<()>;
     /// Make all earlier writes durable.
     async fn sync(&self) -> Result<()>;
+    /// Give back the space of deleted chunks (may rewrite files; called by `gc`).
+    async fn reclaim(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The RocksDB hot tier.
@@ -89,5 +93,19 @@ impl ChunkTier for HotTier {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush_wal(true)).await??;
         Ok(())
+    }
+
+    async fn reclaim(&self) -> Result<()> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let cf = cf(&db, CF_CHUNKS)?;
+            // One compaction with blob GC on: deleted chunks' keys go, and live values
+            // in the oldest blob files move, so those files can be deleted.
+            db.set_options_cf(cf, &[("enable_blob_gc", "true")])?;
+            db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+            db.set_options_cf(cf, &[("enable_blob_gc", "false")])?;
+            Ok(())
+        })
+        .await?
     }
 }

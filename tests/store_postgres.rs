@@ -3,8 +3,13 @@
 
 mod support;
 
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
-use strata::{ErrorKind, Store};
+use strata::meta::faults::FaultyMeta;
+use strata::store::Components;
+use strata::{ChunkerParams, ErrorKind, Store};
 use support::{pg, pg_settings, random_bytes};
 
 async fn two_nodes() -> Option<(Store, Store, tempfile::TempDir)> {
@@ -82,4 +87,41 @@ async fn concurrent_puts_and_put_delete_races_keep_counts_right() {
     assert_eq!(stats.blobs, 12);
     a.close().await.unwrap();
     b.close().await.unwrap();
+}
+
+/// Issue 3: `get_range` of 4 KiB in a large blob is one metadata round trip (the ranged
+/// manifest lookup; the blob record comes from the cache), wherever the range lies.
+#[tokio::test]
+async fn get_range_in_a_large_blob_is_one_metadata_round_trip() {
+    let Some(url) = pg::fresh_schema_url().await else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = pg_settings(tmp.path(), &url);
+    // Small chunks, so the manifest (~6,000 entries) is too big for the manifest cache.
+    s.chunking = ChunkerParams { min: 4096, avg: 8192, max: 16384 };
+    // Access statistics go to the database from a background worker: not during the count.
+    s.access.flush_interval_ms = 3_600_000;
+    let slot: Arc<Mutex<Option<Arc<FaultyMeta>>>> = Default::default();
+    let keep = slot.clone();
+    let components = Components {
+        wrap_meta: Some(Box::new(move |inner| {
+            let f = FaultyMeta::new(inner);
+            *keep.lock().unwrap() = Some(f.clone());
+            f
+        })),
+        ..Components::default()
+    };
+    let store = Store::open_with(s, components).await.unwrap();
+    let counter = slot.lock().unwrap().clone().expect("wrapped");
+    let data = random_bytes(48 << 20, 21);
+    let r = store.put(data.clone()).await.unwrap();
+    assert!(r.chunks > 4096, "{} chunks", r.chunks);
+    store.get_range(&r.id, 0..4096).await.unwrap(); // loads the blob record once
+    for start in [1u64 << 20, 20 << 20, (48 << 20) - 4096, 33_333_333] {
+        let before = counter.calls.load(Ordering::SeqCst);
+        let got = store.get_range(&r.id, start..start + 4096).await.unwrap();
+        assert_eq!(got, data.slice(start as usize..start as usize + 4096));
+        let calls = counter.calls.load(Ordering::SeqCst) - before;
+        assert_eq!(calls, 1, "get_range at {start} made {calls} metadata calls");
+    }
+    store.close().await.unwrap();
 }

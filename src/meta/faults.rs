@@ -3,7 +3,7 @@
 //! wrapped store seeing the call.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,6 +23,8 @@ pub struct FaultyMeta {
     pub fail_delete: AtomicBool,
     /// Fail every call (the database went away).
     pub fail_all: AtomicBool,
+    /// Calls made (each is one round trip to a server-backed store).
+    pub calls: AtomicU64,
 }
 
 impl FaultyMeta {
@@ -33,10 +35,12 @@ impl FaultyMeta {
             fail_commit: AtomicBool::new(false),
             fail_delete: AtomicBool::new(false),
             fail_all: AtomicBool::new(false),
+            calls: AtomicU64::new(0),
         })
     }
 
     fn check(&self, op: &str, switch: Option<&AtomicBool>) -> Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         if self.fail_all.load(Ordering::SeqCst) || switch.is_some_and(|s| s.load(Ordering::SeqCst)) {
             Err(Error::unavailable(format!("injected fault in {op}")))
         } else {

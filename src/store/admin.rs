@@ -150,7 +150,7 @@ impl Store {
         loop {
             let candidates = self.inner.meta.gc_candidates(cutoff, PAGE).await?;
             if candidates.is_empty() {
-                return Ok(report);
+                break;
             }
             let removed = self.inner.meta.gc_remove(&candidates, &self.inner.node).await?;
             for id in &removed {
@@ -159,9 +159,13 @@ impl Store {
             report.chunks_removed += removed.len() as u64;
             self.inner.hot.delete_many(removed).await?;
             if candidates.len() < PAGE {
-                return Ok(report);
+                break;
             }
         }
+        if report.chunks_removed > 0 {
+            self.inner.hot.reclaim().await?;
+        }
+        Ok(report)
     }
 
     /// Re-hash this node's copy of every chunk of `blob` (or of every chunk in the

@@ -188,6 +188,11 @@ impl Store {
     /// (and into hot, when promotion is on). Best effort:
     /// whatever fails here is fetched again, and reported, by the per-chunk path.
     pub(super) async fn prefetch(&self, entries: &[ManifestEntry]) {
+        // One chunk goes through the per-chunk path anyway: checking hot here would read
+        // it twice (a hot-tier existence check loads the value).
+        if entries.len() < 2 {
+            return;
+        }
         let mut seen = HashSet::new();
         let mut need: Vec<(ChunkId, u32)> = Vec::new();
         for e in entries {
