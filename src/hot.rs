@@ -2,6 +2,7 @@
 //! files. The [`ChunkTier`] trait is what the store reads and writes through, so tests
 //! and wrappers (fault injection, metrics) can stand in for RocksDB.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,7 +25,18 @@ pub trait ChunkTier: Send + Sync + 'static {
     async fn contains(&self, id: &ChunkId) -> Result<bool>;
     /// Remove chunks (call only after the metadata no longer points here).
     async fn delete_many(&self, ids: Vec<ChunkId>) -> Result<()>;
-    /// Make all earlier writes durable.
+    /// Store chunks of a bulk write, bypassing the write-ahead log when the tier can:
+    /// the bytes are then written once (not once to the log and again at flush). Not
+    /// durable until [`Self::sync_unlogged`] or [`Self::sync`].
+    async fn put_many_unlogged(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<()> {
+        self.put_many(chunks).await
+    }
+    /// Make earlier [`Self::put_many_unlogged`] writes durable (on their own: a synced
+    /// log does not cover them).
+    async fn sync_unlogged(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Make all earlier writes durable, unlogged ones included.
     async fn sync(&self) -> Result<()>;
     /// Give back the space of deleted chunks (may rewrite files; called by `gc`).
     async fn reclaim(&self) -> Result<()> {
@@ -36,12 +48,17 @@ pub trait ChunkTier: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct HotTier {
     db: Arc<DB>,
+    /// Set after an unlogged write, cleared by the flush that makes it durable.
+    unlogged: Arc<AtomicBool>,
+    /// Held from clearing `unlogged` to the end of the flush, so a caller that finds the
+    /// flag clear knows the flush covering its writes has finished.
+    flushing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl HotTier {
     /// The hot tier inside an open database (see [`crate::rocks::open`]).
     pub fn new(db: Arc<DB>) -> Self {
-        HotTier { db }
+        HotTier { db, unlogged: Arc::default(), flushing: Arc::default() }
     }
 }
 
@@ -61,6 +78,46 @@ impl ChunkTier for HotTier {
             Ok(())
         })
         .await?
+    }
+
+    async fn put_many_unlogged(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<()> {
+        let db = self.db.clone();
+        let unlogged = self.unlogged.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let cf = cf(&db, CF_CHUNKS)?;
+            let mut batch = WriteBatch::default();
+            for (id, bytes) in &chunks {
+                batch.put_cf(cf, id.as_bytes(), bytes);
+            }
+            let mut opts = WriteOptions::default();
+            opts.disable_wal(true);
+            db.write_opt(batch, &opts)?;
+            // After the write: a flush that clears the flag started after these bytes
+            // were in the memtable.
+            unlogged.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn sync_unlogged(&self) -> Result<()> {
+        let _flushing = self.flushing.lock().await;
+        if !self.unlogged.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let db = self.db.clone();
+        let flushed = tokio::task::spawn_blocking(move || -> Result<()> {
+            // Writes the memtable to blob and table files and syncs them.
+            db.flush_cf(cf(&db, CF_CHUNKS)?)?;
+            Ok(())
+        })
+        .await
+        .map_err(crate::error::Error::from)
+        .and_then(|r| r);
+        if flushed.is_err() {
+            self.unlogged.store(true, Ordering::SeqCst);
+        }
+        flushed
     }
 
     async fn get(&self, id: &ChunkId) -> Result<Option<Bytes>> {
@@ -90,6 +147,7 @@ impl ChunkTier for HotTier {
     }
 
     async fn sync(&self) -> Result<()> {
+        self.sync_unlogged().await?;
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush_wal(true)).await??;
         Ok(())
@@ -101,9 +159,9 @@ impl ChunkTier for HotTier {
             let cf = cf(&db, CF_CHUNKS)?;
             // One compaction with blob GC on: deleted chunks' keys go, and live values
             // in the oldest blob files move, so those files can be deleted.
-            db.set_options_cf(cf, &[("enable_blob_gc", "true")])?;
+            db.set_options_cf(cf, &[("enable_blob_garbage_collection", "true")])?;
             db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
-            db.set_options_cf(cf, &[("enable_blob_gc", "false")])?;
+            db.set_options_cf(cf, &[("enable_blob_garbage_collection", "false")])?;
             Ok(())
         })
         .await?

@@ -26,6 +26,9 @@ use crate::model::{BlobCommit, BlobRecord, ChunkerParams, CommitOutcome, Health,
 const BLOCK_BYTES: usize = 4 << 20;
 /// Blocks or batches in flight per channel.
 const CHANNEL_DEPTH: usize = 2;
+/// New bytes a put writes through the hot tier's write-ahead log before it switches to
+/// unlogged bulk writes (flushed before its commit).
+const LOGGED_PUT_BYTES: u64 = 8 << 20;
 
 /// What a put did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -144,15 +147,25 @@ impl Store {
                 to_write.push((id, data));
             }
         }
-        if !to_write.is_empty() {
-            self.inner.hot.put_many(to_write).await?;
+        if to_write.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // The first bytes of a put go through the write-ahead log (a small put is then
+        // made durable by the synced commit alone); past that, bulk writes skip the log
+        // so each byte hits the disk once, and the commit first flushes them.
+        if w.new_bytes > LOGGED_PUT_BYTES {
+            w.unlogged = true;
+            self.inner.hot.put_many_unlogged(to_write).await
+        } else {
+            self.inner.hot.put_many(to_write).await
+        }
     }
 
     async fn commit(&self, id: BlobId, size: u64, params: ChunkerParams, w: Written) -> Result<PutReceipt> {
         if w.new_chunks > 0 && !(self.inner.wal_shared && self.inner.settings.hot.sync) {
             self.inner.hot.sync().await?;
+        } else if w.unlogged {
+            self.inner.hot.sync_unlogged().await?;
         }
         let chunks = w.entries.len() as u64;
         // `replicated` durability: the new chunks also go to a warm pack before the commit.
@@ -212,6 +225,8 @@ struct Written {
     locations: Vec<Location>,
     new_chunks: u64,
     new_bytes: u64,
+    /// Some chunks were written without the write-ahead log.
+    unlogged: bool,
 }
 
 /// The chunker thread: cut blocks into chunks, hash them, send batches.
