@@ -13,14 +13,16 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use strata::{ChunkerParams, Store};
 
-
 fn ingest(c: &mut Criterion) {
     const SIZE_FULL: usize = 1 << 30;
     let size = common::size(SIZE_FULL, 8 << 20);
     let mut data = common::random_bytes(size, 1);
     let params = ChunkerParams::default();
     let mut group = c.benchmark_group("ingest_1GiB");
-    group.sample_size(10).measurement_time(Duration::from_secs(40)).throughput(Throughput::Bytes(size as u64));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(40))
+        .throughput(Throughput::Bytes(size as u64));
 
     group.bench_function("chunk_and_hash_only", |b| {
         b.iter(|| {
@@ -35,7 +37,9 @@ fn ingest(c: &mut Criterion) {
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = rt.block_on(Store::open(common::settings(dir.path(), 64 << 20))).expect("open");
+    let store = rt
+        .block_on(Store::open(common::settings(dir.path(), 64 << 20)))
+        .expect("open");
     let mut round = 0u64;
     group.bench_function("put_embedded", |b| {
         b.iter_batched(
@@ -53,7 +57,9 @@ fn ingest(c: &mut Criterion) {
     // The same put with metadata in PostgreSQL (hot tier still local RocksDB).
     if let Some(url) = rt.block_on(common::pg_schema_url("ingest")) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = rt.block_on(Store::open(common::pg_settings(dir.path(), 64 << 20, &url))).expect("open");
+        let store = rt
+            .block_on(Store::open(common::pg_settings(dir.path(), 64 << 20, &url)))
+            .expect("open");
         group.bench_function("put_postgres", |b| {
             b.iter_batched(
                 || {

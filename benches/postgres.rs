@@ -23,12 +23,22 @@ fn manifest_commit(n: u64, round: u64) -> BlobCommit {
     let mut new_locations = Vec::with_capacity(n as usize);
     for i in 0..n {
         let chunk = ChunkId::of(&[round.to_le_bytes(), i.to_le_bytes()].concat());
-        entries.push(ManifestEntry { offset: i * u64::from(len), length: len, chunk });
+        entries.push(ManifestEntry {
+            offset: i * u64::from(len),
+            length: len,
+            chunk,
+        });
         new_locations.push(Location::hot(chunk, "bench-node", u64::from(len), 1));
     }
     let id = BlobId::of(&round.to_le_bytes());
     BlobCommit {
-        blob: BlobRecord { id, size: n * u64::from(len), chunk_count: n, params: ChunkerParams::default(), created_ms: 1 },
+        blob: BlobRecord {
+            id,
+            size: n * u64::from(len),
+            chunk_count: n,
+            params: ChunkerParams::default(),
+            created_ms: 1,
+        },
         entries,
         new_locations,
         node: "bench-node".into(),
@@ -37,12 +47,20 @@ fn manifest_commit(n: u64, round: u64) -> BlobCommit {
 
 fn postgres(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let Some(url) = rt.block_on(common::pg_schema_url("commit")) else { return };
+    let Some(url) = rt.block_on(common::pg_schema_url("commit")) else {
+        return;
+    };
     let n = common::size(16_384, 1_024) as u64;
-    let conn = PostgresConnection { url: url.clone(), pool_size: 4, connect_timeout_secs: 5 };
+    let conn = PostgresConnection {
+        url: url.clone(),
+        pool_size: 4,
+        connect_timeout_secs: 5,
+    };
     let meta = rt.block_on(PostgresMeta::connect(&conn)).expect("connect");
     let mut group = c.benchmark_group("postgres");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     let mut round = 0u64;
     group.bench_function(format!("commit_manifest_{n}_chunks"), |b| {
         b.iter_batched(
@@ -59,9 +77,14 @@ fn postgres(c: &mut Criterion) {
     // memtable, so both reads come from RocksDB blob files and only the blob size (and
     // so the manifest size in PostgreSQL) differs. Cache off.
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = rt.block_on(Store::open(common::pg_settings(dir.path(), 0, &url))).expect("open");
+    let store = rt
+        .block_on(Store::open(common::pg_settings(dir.path(), 0, &url)))
+        .expect("open");
     let mut blobs = Vec::new();
-    for (name, size) in [("get_range_4KiB_in_16MiB", 16usize << 20), ("get_range_4KiB_in_1GiB", common::size(1 << 30, 32 << 20))] {
+    for (name, size) in [
+        ("get_range_4KiB_in_16MiB", 16usize << 20),
+        ("get_range_4KiB_in_1GiB", common::size(1 << 30, 32 << 20)),
+    ] {
         let data = Bytes::from(common::random_bytes(size, 11 + size as u64));
         blobs.push((name, size, rt.block_on(store.put(data)).expect("put").id));
     }
@@ -73,7 +96,12 @@ fn postgres(c: &mut Criterion) {
                 i = (i + 1) % 997;
                 let start = i * stride;
                 let store = &store;
-                async move { store.get_range(&id, start..start + 4096).await.expect("range") }
+                async move {
+                    store
+                        .get_range(&id, start..start + 4096)
+                        .await
+                        .expect("range")
+                }
             })
         });
     }

@@ -14,10 +14,16 @@ fn reads(c: &mut Criterion) {
     let mut group = c.benchmark_group("hot");
 
     let small = Bytes::from(common::random_bytes(64 << 10, 7));
-    for (name, cache) in [("get_64KiB_cache_cold", 0u64), ("get_64KiB_cache_warm", 256 << 20)] {
+    for (name, cache) in [
+        ("get_64KiB_cache_cold", 0u64),
+        ("get_64KiB_cache_warm", 256 << 20),
+    ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, id) = rt.block_on(common::store_with(dir.path(), cache, small.clone()));
-        group.bench_function(name, |b| b.to_async(&rt).iter(|| async { store.get(&id).await.expect("get") }));
+        group.bench_function(name, |b| {
+            b.to_async(&rt)
+                .iter(|| async { store.get(&id).await.expect("get") })
+        });
         rt.block_on(store.close()).expect("close");
     }
 
@@ -25,9 +31,14 @@ fn reads(c: &mut Criterion) {
     // memtable, so both reads come from blob files and only the blob size differs.
     // Cache off: every read goes to RocksDB and the manifest lookup.
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = rt.block_on(strata::Store::open(common::settings(dir.path(), 0))).expect("open");
+    let store = rt
+        .block_on(strata::Store::open(common::settings(dir.path(), 0)))
+        .expect("open");
     let mut blobs = Vec::new();
-    for (name, size) in [("get_range_4KiB_in_16MiB", 16usize << 20), ("get_range_4KiB_in_1GiB", common::size(1 << 30, 32 << 20))] {
+    for (name, size) in [
+        ("get_range_4KiB_in_16MiB", 16usize << 20),
+        ("get_range_4KiB_in_1GiB", common::size(1 << 30, 32 << 20)),
+    ] {
         let data = Bytes::from(common::random_bytes(size, 9 + size as u64));
         blobs.push((name, size, rt.block_on(store.put(data)).expect("put").id));
     }
@@ -39,7 +50,12 @@ fn reads(c: &mut Criterion) {
                 i = (i + 1) % 997;
                 let start = i * stride;
                 let store = &store;
-                async move { store.get_range(&id, start..start + 4096).await.expect("range") }
+                async move {
+                    store
+                        .get_range(&id, start..start + 4096)
+                        .await
+                        .expect("range")
+                }
             })
         });
     }

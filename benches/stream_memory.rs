@@ -19,9 +19,17 @@ struct Generator {
 }
 
 impl AsyncRead for Generator {
-    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let n = (buf.remaining() as u64).min(self.left).min(1 << 20) as usize & !7;
-        let n = if n == 0 { (buf.remaining() as u64).min(self.left) as usize } else { n };
+        let n = if n == 0 {
+            (buf.remaining() as u64).min(self.left) as usize
+        } else {
+            n
+        };
         let mut tmp = vec![0u8; n];
         for word in tmp.chunks_mut(8) {
             self.x ^= self.x << 13;
@@ -39,7 +47,11 @@ impl AsyncRead for Generator {
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }

@@ -38,7 +38,11 @@ pub fn cut(data: &Bytes, params: &ChunkerParams, base_offset: u64) -> Vec<Chunk>
         .into_iter()
         .map(|(off, len)| {
             let slice = data.slice(off..off + len);
-            Chunk { offset: base_offset + off as u64, id: ChunkId::of(&slice), data: slice }
+            Chunk {
+                offset: base_offset + off as u64,
+                id: ChunkId::of(&slice),
+                data: slice,
+            }
         })
         .collect()
 }
@@ -55,7 +59,11 @@ pub struct StreamChunker {
 impl StreamChunker {
     /// A chunker for a stream starting at offset 0.
     pub fn new(params: ChunkerParams) -> Self {
-        StreamChunker { params, buf: BytesMut::new(), offset: 0 }
+        StreamChunker {
+            params,
+            buf: BytesMut::new(),
+            offset: 0,
+        }
     }
 
     /// Bytes buffered but not yet emitted.
@@ -78,7 +86,11 @@ impl StreamChunker {
     pub fn drain(&mut self, eof: bool) -> Vec<(u64, Bytes)> {
         let points = cut_points(&self.buf, &self.params);
         let keep_last = !eof && !points.is_empty();
-        let take = if keep_last { points.len() - 1 } else { points.len() };
+        let take = if keep_last {
+            points.len() - 1
+        } else {
+            points.len()
+        };
         let mut out = Vec::with_capacity(take);
         if take == 0 {
             return out;
@@ -111,7 +123,11 @@ mod tests {
     }
 
     fn small() -> ChunkerParams {
-        ChunkerParams { min: 256, avg: 1024, max: 4096 }
+        ChunkerParams {
+            min: 256,
+            avg: 1024,
+            max: 4096,
+        }
     }
 
     #[test]
@@ -130,7 +146,11 @@ mod tests {
             off += c.data.len() as u64;
         }
         assert_eq!(off, data.len() as u64);
-        assert!(chunks.len() > 20, "3 MiB at 64 KiB average gave {} chunks", chunks.len());
+        assert!(
+            chunks.len() > 20,
+            "3 MiB at 64 KiB average gave {} chunks",
+            chunks.len()
+        );
     }
 
     #[test]
@@ -147,11 +167,17 @@ mod tests {
         let mut edited = original.clone();
         let at = 4 << 20;
         edited.splice(at..at, *b"a few inserted bytes");
-        let a: std::collections::HashSet<_> =
-            cut(&Bytes::from(original), &p, 0).into_iter().map(|c| c.id).collect();
+        let a: std::collections::HashSet<_> = cut(&Bytes::from(original), &p, 0)
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
         let b = cut(&Bytes::from(edited), &p, 0);
         let changed = b.iter().filter(|c| !a.contains(&c.id)).count();
-        assert!(changed >= 1 && changed <= 3, "{changed} of {} chunks changed", b.len());
+        assert!(
+            (1..=3).contains(&changed),
+            "{changed} of {} chunks changed",
+            b.len()
+        );
     }
 
     proptest! {

@@ -61,7 +61,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` described by `context`.
     pub fn new(kind: ErrorKind, context: impl Into<String>) -> Self {
-        Error { kind, context: context.into(), source: None }
+        Error {
+            kind,
+            context: context.into(),
+            source: None,
+        }
     }
 
     /// Attach the underlying cause.
@@ -149,8 +153,13 @@ impl From<std::io::Error> for Error {
         let kind = match e.kind() {
             K::NotFound => ErrorKind::NotFound,
             K::InvalidInput | K::InvalidData | K::UnexpectedEof => ErrorKind::InvalidInput,
-            K::TimedOut | K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted
-            | K::Interrupted | K::WouldBlock | K::BrokenPipe => ErrorKind::Unavailable,
+            K::TimedOut
+            | K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::Interrupted
+            | K::WouldBlock
+            | K::BrokenPipe => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         };
         Error::new(kind, "i/o").with_source(e)

@@ -58,7 +58,11 @@ pub struct HotTier {
 impl HotTier {
     /// The hot tier inside an open database (see [`crate::rocks::open`]).
     pub fn new(db: Arc<DB>) -> Self {
-        HotTier { db, unlogged: Arc::default(), flushing: Arc::default() }
+        HotTier {
+            db,
+            unlogged: Arc::default(),
+            flushing: Arc::default(),
+        }
     }
 }
 
@@ -124,7 +128,10 @@ impl ChunkTier for HotTier {
         // Point reads are microseconds from the page cache; running them inline avoids
         // a thread hop on the latency-critical path.
         let cf = cf(&self.db, CF_CHUNKS)?;
-        Ok(self.db.get_pinned_cf(cf, id.as_bytes())?.map(|v| Bytes::copy_from_slice(&v)))
+        Ok(self
+            .db
+            .get_pinned_cf(cf, id.as_bytes())?
+            .map(|v| Bytes::copy_from_slice(&v)))
     }
 
     async fn contains(&self, id: &ChunkId) -> Result<bool> {

@@ -163,7 +163,14 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_invalid_input() {
-        for bad in ["", "abc", &"g".repeat(64), &"a".repeat(63), &"a".repeat(65), "../../etc/passwd"] {
+        for bad in [
+            "",
+            "abc",
+            &"g".repeat(64),
+            &"a".repeat(63),
+            &"a".repeat(65),
+            "../../etc/passwd",
+        ] {
             let err = bad.parse::<BlobId>().unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{bad}");
         }

@@ -43,7 +43,9 @@ impl Tier {
             "hot" => Ok(Tier::Hot),
             "warm" => Ok(Tier::Warm),
             "cold" => Ok(Tier::Cold),
-            other => Err(Error::invalid(format!("unknown tier {other:?} (hot, warm or cold)"))),
+            other => Err(Error::invalid(format!(
+                "unknown tier {other:?} (hot, warm or cold)"
+            ))),
         }
     }
 }
@@ -95,7 +97,11 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        ChunkerParams { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 }
+        ChunkerParams {
+            min: 16 * 1024,
+            avg: 64 * 1024,
+            max: 256 * 1024,
+        }
     }
 }
 

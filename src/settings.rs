@@ -81,7 +81,9 @@ pub struct CacheSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        CacheSettings { bytes: 256 * 1024 * 1024 }
+        CacheSettings {
+            bytes: 256 * 1024 * 1024,
+        }
     }
 }
 
@@ -97,7 +99,9 @@ pub struct MetaSettings {
 
 impl Default for MetaSettings {
     fn default() -> Self {
-        MetaSettings { use_: "embedded".into() }
+        MetaSettings {
+            use_: "embedded".into(),
+        }
     }
 }
 
@@ -214,7 +218,11 @@ pub struct HotSettings {
 
 impl Default for HotSettings {
     fn default() -> Self {
-        HotSettings { blob_compression: "lz4".into(), sync: true, write_buffer_bytes: 32 << 20 }
+        HotSettings {
+            blob_compression: "lz4".into(),
+            sync: true,
+            write_buffer_bytes: 32 << 20,
+        }
     }
 }
 
@@ -243,7 +251,9 @@ pub struct AccessSettings {
 
 impl Default for AccessSettings {
     fn default() -> Self {
-        AccessSettings { flush_interval_ms: 5000 }
+        AccessSettings {
+            flush_interval_ms: 5000,
+        }
     }
 }
 
@@ -361,7 +371,14 @@ mod tests {
     fn defaults_need_no_file() {
         let s = Settings::from_toml("").unwrap();
         assert_eq!(s.data_dir, PathBuf::from("./strata-data"));
-        assert_eq!(s.chunking, ChunkerParams { min: 16384, avg: 65536, max: 262144 });
+        assert_eq!(
+            s.chunking,
+            ChunkerParams {
+                min: 16384,
+                avg: 65536,
+                max: 262144
+            }
+        );
         assert_eq!(s.cache.bytes, 268435456);
         assert_eq!(s.meta.use_, "embedded");
         s.validate().unwrap();
@@ -414,7 +431,10 @@ mod tests {
         assert!(Settings::from_toml("nonsense = 1").is_err());
         let mut s = Settings::default();
         s.chunking.min = 1 << 20;
-        assert_eq!(s.validate().unwrap_err().kind(), crate::ErrorKind::InvalidInput);
+        assert_eq!(
+            s.validate().unwrap_err().kind(),
+            crate::ErrorKind::InvalidInput
+        );
         let mut s = Settings::default();
         s.meta.use_ = "nowhere".into();
         assert!(s.validate().is_err());
@@ -422,7 +442,10 @@ mod tests {
 
     #[test]
     fn redacts_password() {
-        assert_eq!(redact_url("postgres://u:pw@h:5/d"), "postgres://u:***@h:5/d");
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5/d"),
+            "postgres://u:***@h:5/d"
+        );
         assert_eq!(redact_url("postgres://h/d"), "postgres://h/d");
     }
 }

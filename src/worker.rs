@@ -71,7 +71,11 @@ impl WorkerSet {
                 }
             }
         });
-        self.running.push(Running { name, token, handle });
+        self.running.push(Running {
+            name,
+            token,
+            handle,
+        });
     }
 
     /// Stop every worker, newest first, awaiting each. Reports the first panic.
@@ -133,8 +137,14 @@ mod tests {
         set.start(c.clone(), Duration::from_millis(5));
         let weak = Arc::downgrade(&c);
         drop(c);
-        assert!(weak.upgrade().is_none(), "the task does not keep the worker alive");
+        assert!(
+            weak.upgrade().is_none(),
+            "the task does not keep the worker alive"
+        );
         let handle = set.running.pop().unwrap().handle;
-        tokio::time::timeout(Duration::from_secs(5), handle).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

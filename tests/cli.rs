@@ -31,7 +31,9 @@ fn stderr(o: &Output) -> String {
 fn b3sum(file: &Path) -> Option<String> {
     match Command::new("b3sum").arg("--no-names").arg(file).output() {
         Ok(o) if o.status.success() => Some(stdout(&o).trim().to_string()),
-        _ if std::env::var("CI").as_deref() == Ok("true") => panic!("b3sum is not installed (scripts/test.sh installs it)"),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("b3sum is not installed (scripts/test.sh installs it)")
+        }
         _ => {
             eprintln!("b3sum not installed; comparing with the blake3 crate instead");
             None
@@ -124,7 +126,10 @@ fn put_from_stdin_and_empty_file() {
     assert!(put.status.success());
     let id = stdout(&put).trim().to_string();
     assert_eq!(Some(id.clone()), b3sum(&empty).or(Some(id.clone())));
-    assert_eq!(id, "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
+    assert_eq!(
+        id,
+        "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+    );
     let get = strata(&data_dir, &["get", &id]);
     assert!(get.status.success() && get.stdout.is_empty());
 }
@@ -136,16 +141,31 @@ fn errors_have_clear_messages_and_exit_codes() {
 
     let bad = strata(&data_dir, &["get", "not-a-hash"]);
     assert_eq!(bad.status.code(), Some(1));
-    assert!(stderr(&bad).contains("malformed blob id"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("malformed blob id"),
+        "{}",
+        stderr(&bad)
+    );
 
-    let missing_file = strata(&data_dir, &["put", tmp.path().join("nope").to_str().unwrap()]);
+    let missing_file = strata(
+        &data_dir,
+        &["put", tmp.path().join("nope").to_str().unwrap()],
+    );
     assert_eq!(missing_file.status.code(), Some(1));
-    assert!(stderr(&missing_file).contains("cannot open"), "{}", stderr(&missing_file));
+    assert!(
+        stderr(&missing_file).contains("cannot open"),
+        "{}",
+        stderr(&missing_file)
+    );
 
     let absent = "0".repeat(64);
     let missing_blob = strata(&data_dir, &["get", &absent]);
     assert_eq!(missing_blob.status.code(), Some(1));
-    assert!(stderr(&missing_blob).contains("not found"), "{}", stderr(&missing_blob));
+    assert!(
+        stderr(&missing_blob).contains("not found"),
+        "{}",
+        stderr(&missing_blob)
+    );
     let out = tmp.path().join("never");
     let missing_blob = strata(&data_dir, &["get", &absent, "-o", out.to_str().unwrap()]);
     assert_eq!(missing_blob.status.code(), Some(1));
@@ -158,10 +178,16 @@ fn errors_have_clear_messages_and_exit_codes() {
 
     let file = tmp.path().join("f");
     std::fs::write(&file, b"hello").unwrap();
-    let id = stdout(&strata(&data_dir, &["put", file.to_str().unwrap()])).trim().to_string();
+    let id = stdout(&strata(&data_dir, &["put", file.to_str().unwrap()]))
+        .trim()
+        .to_string();
     let range = strata(&data_dir, &["get", &id, "--range", "2..99"]);
     assert_eq!(range.status.code(), Some(1));
-    assert!(stderr(&range).contains("past the end"), "{}", stderr(&range));
+    assert!(
+        stderr(&range).contains("past the end"),
+        "{}",
+        stderr(&range)
+    );
     let range = strata(&data_dir, &["get", &id, "--range", "x"]);
     assert_eq!(range.status.code(), Some(1));
 
@@ -181,13 +207,19 @@ fn verify_exits_1_on_corruption() {
     let file = tmp.path().join("f");
     let data = random_bytes(400_000, 12);
     std::fs::write(&file, &data).unwrap();
-    let id = stdout(&strata(&data_dir, &["put", file.to_str().unwrap()])).trim().to_string();
+    let id = stdout(&strata(&data_dir, &["put", file.to_str().unwrap()]))
+        .trim()
+        .to_string();
 
     {
         let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), &data_dir).unwrap();
         let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &data_dir, cfs).unwrap();
         let cf = db.cf_handle(strata::rocks::CF_CHUNKS).unwrap();
-        let (key, mut value) = db.iterator_cf(cf, rocksdb::IteratorMode::Start).next().unwrap().unwrap();
+        let (key, mut value) = db
+            .iterator_cf(cf, rocksdb::IteratorMode::Start)
+            .next()
+            .unwrap()
+            .unwrap();
         value[0] ^= 1;
         db.put_cf(cf, key, value).unwrap();
     }

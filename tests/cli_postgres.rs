@@ -22,7 +22,9 @@ fn strata(config: &Path, data_dir: &Path, args: &[&str]) -> Output {
 
 #[tokio::test]
 async fn cli_round_trip_on_postgres_and_second_process_sees_it() {
-    let Some(url) = pg::fresh_schema_url().await else { return };
+    let Some(url) = pg::fresh_schema_url().await else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("strata.toml");
     std::fs::write(
@@ -36,8 +38,16 @@ async fn cli_round_trip_on_postgres_and_second_process_sees_it() {
     std::fs::write(&file, &data).unwrap();
 
     let put = strata(&config, &dir1, &["put", file.to_str().unwrap()]);
-    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
-    let id = String::from_utf8_lossy(&put.stdout).lines().last().unwrap().to_string();
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let id = String::from_utf8_lossy(&put.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
     assert_eq!(id, blake3::hash(&data).to_hex().as_str());
 
     let get = strata(&config, &dir1, &["get", &id, "--range", "10..100010"]);
@@ -45,7 +55,11 @@ async fn cli_round_trip_on_postgres_and_second_process_sees_it() {
     assert!(get.stdout[..] == data[10..100_010]);
 
     let ls = strata(&config, &dir2, &["ls"]);
-    assert!(ls.status.success(), "{}", String::from_utf8_lossy(&ls.stderr));
+    assert!(
+        ls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
     assert!(String::from_utf8_lossy(&ls.stdout).contains(&id));
     let stat = strata(&config, &dir2, &["stat", &id, "--json"]);
     assert!(stat.status.success());
@@ -53,7 +67,11 @@ async fn cli_round_trip_on_postgres_and_second_process_sees_it() {
     assert_eq!(v["size"], 1_500_000);
 
     let check = strata(&config, &dir2, &["meta", "check"]);
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
     assert_eq!(v["blobs"], 1);
     let migrate = strata(&config, &dir2, &["meta", "migrate"]);

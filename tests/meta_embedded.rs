@@ -14,7 +14,10 @@ async fn make() -> Option<Fixture> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let meta = strata::meta::embedded::EmbeddedMeta::open(dir.path())
         .expect("open embedded metadata store");
-    Some(Fixture { store: Arc::new(meta), guard: Box::new(dir) })
+    Some(Fixture {
+        store: Arc::new(meta),
+        guard: Box::new(dir),
+    })
 }
 
 meta_conformance_tests!(make);

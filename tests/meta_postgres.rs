@@ -63,7 +63,9 @@ fn with_params(url: &str, params: &str) -> String {
 }
 
 async fn plain_client(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect to the test server");
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to the test server");
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -78,7 +80,10 @@ async fn setup(admin: &str) {
         .expect("look for the test database")
         .is_some();
     if !exists {
-        match client.batch_execute(&format!("CREATE DATABASE {TEST_DB}")).await {
+        match client
+            .batch_execute(&format!("CREATE DATABASE {TEST_DB}"))
+            .await
+        {
             Ok(()) => {}
             // Another test process created it at the same moment.
             Err(e)
@@ -90,7 +95,10 @@ async fn setup(admin: &str) {
     // Drop schemas of test processes that are gone (a test that panicked may leave one).
     let db = plain_client(&with_params(admin, &format!("dbname={TEST_DB}"))).await;
     let rows = db
-        .query("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'strata\\_t\\_%'", &[])
+        .query(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'strata\\_t\\_%'",
+            &[],
+        )
         .await
         .expect("list test schemas");
     for row in rows {
@@ -98,7 +106,9 @@ async fn setup(admin: &str) {
         let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
         if let Some(pid) = pid {
             if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = db.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).await;
+                let _ = db
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .await;
             }
         }
     }
@@ -120,7 +130,10 @@ impl Drop for Schema {
         let name = self.name.clone();
         // Drop may run inside a runtime (or while unwinding): use a thread of its own.
         let done = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
@@ -128,7 +141,9 @@ impl Drop for Schema {
                     tokio::spawn(async move {
                         let _ = conn.await;
                     });
-                    let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).await;
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                        .await;
                 }
             });
         });
@@ -158,22 +173,36 @@ async fn schema_under(admin: &str, server: Box<dyn std::any::Any + Send + Sync>)
         .await
         .expect("create test schema");
     let url = with_params(&db_url, &format!("options=-c%20search_path%3D{name}"));
-    Schema { name, url, db_url, _server: server }
+    Schema {
+        name,
+        url,
+        db_url,
+        _server: server,
+    }
 }
 
 fn settings(url: &str) -> PostgresConnection {
-    PostgresConnection { url: url.to_string(), pool_size: 4, connect_timeout_secs: 5 }
+    PostgresConnection {
+        url: url.to_string(),
+        pool_size: 4,
+        connect_timeout_secs: 5,
+    }
 }
 
 async fn connect(url: &str) -> PostgresMeta {
-    PostgresMeta::connect(&settings(url)).await.expect("connect PostgresMeta")
+    PostgresMeta::connect(&settings(url))
+        .await
+        .expect("connect PostgresMeta")
 }
 
 /// A fresh store in a fresh schema, for the conformance suite.
 async fn make() -> Option<Fixture> {
     let schema = schema().await?;
     let meta = connect(&schema.url).await;
-    Some(Fixture { store: Arc::new(meta), guard: Box::new(schema) })
+    Some(Fixture {
+        store: Arc::new(meta),
+        guard: Box::new(schema),
+    })
 }
 
 meta_conformance_tests!(make);
@@ -186,7 +215,10 @@ placement_conformance_tests!(make);
 async fn version_rows(schema: &Schema) -> i64 {
     plain_client(&schema.db_url)
         .await
-        .query_one(&format!("SELECT count(*) FROM {}.strata_schema_version", schema.name), &[])
+        .query_one(
+            &format!("SELECT count(*) FROM {}.strata_schema_version", schema.name),
+            &[],
+        )
         .await
         .expect("count schema versions")
         .get(0)
@@ -235,10 +267,15 @@ async fn newer_schema_is_refused() {
         )
         .await
         .expect("pretend a newer strata migrated");
-    let err = PostgresMeta::connect(&settings(&schema.url)).await.expect_err("must refuse");
+    let err = PostgresMeta::connect(&settings(&schema.url))
+        .await
+        .expect_err("must refuse");
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("newer") && msg.contains(&future.to_string()), "{msg}");
+    assert!(
+        msg.contains("newer") && msg.contains(&future.to_string()),
+        "{msg}"
+    );
     let err = meta.migrate().await.expect_err("must refuse");
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     println!("refused with: {msg}");
@@ -253,7 +290,9 @@ async fn bulk_commit_of_16000_entries() {
     let Some(schema) = schema().await else { return };
     let meta = connect(&schema.url).await;
     // 16,000 entries over 15,000 distinct chunks (1,000 used twice), 64 KiB each.
-    let parts: Vec<(ChunkId, u32)> = (0..16_000u32).map(|i| (chunk(i % 15_000), 65_536)).collect();
+    let parts: Vec<(ChunkId, u32)> = (0..16_000u32)
+        .map(|i| (chunk(i % 15_000), 65_536))
+        .collect();
     let commit = commit_of("bulk", &parts, NODE, true);
     assert_eq!(commit.new_locations.len(), 15_000);
 
@@ -269,17 +308,33 @@ async fn bulk_commit_of_16000_entries() {
     println!("readable_chunks of 15,000 ids in {:?}", started.elapsed());
     assert_eq!(readable.len(), 15_000);
     let mid = 8_000u64 * 65_536;
-    let range = meta.manifest_range(&commit.blob.id, mid + 10, mid + 65_536 + 10).await.unwrap();
+    let range = meta
+        .manifest_range(&commit.blob.id, mid + 10, mid + 65_536 + 10)
+        .await
+        .unwrap();
     assert_eq!(range, commit.entries[8_000..8_002]);
-    let all = meta.manifest_range(&commit.blob.id, 0, u64::MAX).await.unwrap();
+    let all = meta
+        .manifest_range(&commit.blob.id, 0, u64::MAX)
+        .await
+        .unwrap();
     assert_eq!(all, commit.entries);
     assert_eq!(meta.chunk(&chunk(10)).await.unwrap().unwrap().refcount, 2);
-    assert_eq!(meta.chunk(&chunk(14_999)).await.unwrap().unwrap().refcount, 1);
+    assert_eq!(
+        meta.chunk(&chunk(14_999)).await.unwrap().unwrap().refcount,
+        1
+    );
     let stats = meta.stats().await.unwrap();
-    assert_eq!((stats.manifest_entries, stats.chunks, stats.locations), (16_000, 15_000, 15_000));
+    assert_eq!(
+        (stats.manifest_entries, stats.chunks, stats.locations),
+        (16_000, 15_000, 15_000)
+    );
 
     let started = Instant::now();
-    let zeroed = meta.delete_blob(&commit.blob.id, T0).await.unwrap().expect("deleted");
+    let zeroed = meta
+        .delete_blob(&commit.blob.id, T0)
+        .await
+        .unwrap()
+        .expect("deleted");
     println!("deleted it in {:?}", started.elapsed());
     assert_eq!(zeroed.len(), 15_000);
     let started = Instant::now();
@@ -287,7 +342,15 @@ async fn bulk_commit_of_16000_entries() {
     println!("gc_remove of 15,000 chunks in {:?}", started.elapsed());
     assert_eq!(removed.len(), 15_000);
     let stats = meta.stats().await.unwrap();
-    assert_eq!((stats.blobs, stats.manifest_entries, stats.chunks, stats.locations), (0, 0, 0, 0));
+    assert_eq!(
+        (
+            stats.blobs,
+            stats.manifest_entries,
+            stats.chunks,
+            stats.locations
+        ),
+        (0, 0, 0, 0)
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -299,7 +362,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, below: u32) -> u32 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         ((self.0 >> 33) % u64::from(below)) as u32
     }
 }
@@ -319,9 +385,13 @@ async fn two_instances_commit_and_delete_concurrently() {
         tasks.push(tokio::spawn(async move {
             let mut rng = Lcg(u64::from(w) + 1);
             for i in 0..25 {
-                let parts: Vec<(ChunkId, u32)> = (0..8).map(|_| (chunk(rng.next(40)), 100)).collect();
+                let parts: Vec<(ChunkId, u32)> =
+                    (0..8).map(|_| (chunk(rng.next(40)), 100)).collect();
                 let c = commit_of(&format!("w{w}-{i}"), &parts, node, true);
-                assert_eq!(meta.commit_blob(&c).await.unwrap(), CommitOutcome::Committed);
+                assert_eq!(
+                    meta.commit_blob(&c).await.unwrap(),
+                    CommitOutcome::Committed
+                );
                 if rng.next(3) == 0 {
                     assert!(meta.delete_blob(&c.blob.id, T0).await.unwrap().is_some());
                 }
@@ -335,8 +405,14 @@ async fn two_instances_commit_and_delete_concurrently() {
         let cb = commit_of(&format!("same-{k}"), &parts, "node-b", true);
         let (ra, rb) = tokio::join!(a.commit_blob(&ca), b.commit_blob(&cb));
         let outcomes = [ra.unwrap(), rb.unwrap()];
-        let won = outcomes.iter().filter(|o| **o == CommitOutcome::Committed).count();
-        let saw = outcomes.iter().filter(|o| matches!(o, CommitOutcome::AlreadyExists(_))).count();
+        let won = outcomes
+            .iter()
+            .filter(|o| **o == CommitOutcome::Committed)
+            .count();
+        let saw = outcomes
+            .iter()
+            .filter(|o| matches!(o, CommitOutcome::AlreadyExists(_)))
+            .count();
         assert_eq!((won, saw), (1, 1), "{outcomes:?}");
     }
     // A delete racing a commit of the same blob: the blob exists afterwards exactly when
@@ -344,12 +420,20 @@ async fn two_instances_commit_and_delete_concurrently() {
     for k in 0..10 {
         let parts = [(chunk(k + 20), 100), (chunk(k), 100)];
         let c = commit_of(&format!("race-{k}"), &parts, "node-b", true);
-        commit_ok(&*a, &commit_of(&format!("race-{k}"), &parts, "node-a", true)).await;
+        commit_ok(
+            &*a,
+            &commit_of(&format!("race-{k}"), &parts, "node-a", true),
+        )
+        .await;
         let (deleted, committed) = tokio::join!(a.delete_blob(&c.blob.id, T0), b.commit_blob(&c));
         assert!(deleted.unwrap().is_some());
         let committed = committed.unwrap();
         let exists = a.blob(&c.blob.id).await.unwrap().is_some();
-        assert_eq!(exists, committed == CommitOutcome::Committed, "{committed:?}");
+        assert_eq!(
+            exists,
+            committed == CommitOutcome::Committed,
+            "{committed:?}"
+        );
     }
     for t in tasks {
         t.await.expect("worker");
@@ -392,7 +476,10 @@ async fn gc_never_removes_a_copy_a_commit_relies_on() {
             CommitOutcome::MissingChunks(ids) => {
                 missing_seen += 1;
                 let mut rewrite = commit_of(&name, &parts, NODE, false);
-                rewrite.new_locations = ids.iter().map(|id| Location::hot(*id, NODE, 100, T0)).collect();
+                rewrite.new_locations = ids
+                    .iter()
+                    .map(|id| Location::hot(*id, NODE, 100, T0))
+                    .collect();
                 // GC may take more chunks between the two attempts: write them all then.
                 match writer.commit_blob(&rewrite).await.unwrap() {
                     CommitOutcome::Committed => {}
@@ -409,7 +496,11 @@ async fn gc_never_removes_a_copy_a_commit_relies_on() {
         let ids: Vec<ChunkId> = parts.iter().map(|p| p.0).collect();
         let readable = writer.readable_chunks(&ids, NODE).await.unwrap();
         assert_eq!(readable.len(), ids.len(), "a committed blob lost a copy");
-        assert!(writer.delete_blob(&blob_id(&name), T0).await.unwrap().is_some());
+        assert!(writer
+            .delete_blob(&blob_id(&name), T0)
+            .await
+            .unwrap()
+            .is_some());
     }
     stop.store(true, Ordering::SeqCst);
     let removed = gc.await.expect("gc task");
@@ -462,9 +553,16 @@ async fn unreachable_server_is_unavailable_without_hanging() {
     // so only the connect timeout ends the attempt.
     for (url, timeout) in [
         ("postgres://strata:hunter2-secret@127.0.0.1:1/strata", 2u64),
-        ("postgres://strata:hunter2-secret@10.255.255.1:5432/strata?connect_timeout=60", 1),
+        (
+            "postgres://strata:hunter2-secret@10.255.255.1:5432/strata?connect_timeout=60",
+            1,
+        ),
     ] {
-        let conn = PostgresConnection { url: url.into(), pool_size: 2, connect_timeout_secs: timeout };
+        let conn = PostgresConnection {
+            url: url.into(),
+            pool_size: 2,
+            connect_timeout_secs: timeout,
+        };
         let started = Instant::now();
         let result = tokio::time::timeout(Duration::from_secs(30), PostgresMeta::connect(&conn))
             .await
@@ -500,7 +598,10 @@ fn pg_ctl() -> PathBuf {
         .filter(|p| p.exists())
         .collect();
     found.sort_by_key(|p| {
-        p.components().nth(4).and_then(|c| c.as_os_str().to_str()?.parse::<u32>().ok()).unwrap_or(0)
+        p.components()
+            .nth(4)
+            .and_then(|c| c.as_os_str().to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
     });
     found.pop().unwrap_or_else(|| PathBuf::from("pg_ctl"))
 }
@@ -586,20 +687,34 @@ async fn server_restart_is_survived() {
     // Warm the pool with a few connections.
     futures::future::join_all((0..4).map(|_| meta.stats())).await;
 
-    let mut server = Restart { datadir, stopped: false };
+    let mut server = Restart {
+        datadir,
+        stopped: false,
+    };
     server.stop();
     let during = commit_of("during", &[(chunk(2), 10), (chunk(3), 10)], NODE, true);
-    let err = within("blob", meta.blob(&before.blob.id)).await.expect_err("server is down");
+    let err = within("blob", meta.blob(&before.blob.id))
+        .await
+        .expect_err("server is down");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
-    let err = within("commit", meta.commit_blob(&during)).await.expect_err("server is down");
+    let err = within("commit", meta.commit_blob(&during))
+        .await
+        .expect_err("server is down");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
-    let err = within("stats", meta.stats()).await.expect_err("server is down");
+    let err = within("stats", meta.stats())
+        .await
+        .expect_err("server is down");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
     println!("while down: {err}");
     server.start();
 
     // The pool recovers at once: nothing lost, and writes work again.
-    assert_eq!(meta.blob(&before.blob.id).await.expect("read after restart"), Some(before.blob.clone()));
+    assert_eq!(
+        meta.blob(&before.blob.id)
+            .await
+            .expect("read after restart"),
+        Some(before.blob.clone())
+    );
     assert_eq!(meta.blob(&during.blob.id).await.unwrap(), None);
     commit_ok(&meta, &during).await;
     for _ in 0..8 {

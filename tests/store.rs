@@ -18,7 +18,16 @@ async fn round_trips_at_chunk_size_boundaries() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let p = store.settings().chunking;
-    let sizes = [0usize, 1, p.min as usize - 1, p.min as usize, p.avg as usize, p.max as usize, p.max as usize + 1, 3 * p.max as usize + 17];
+    let sizes = [
+        0usize,
+        1,
+        p.min as usize - 1,
+        p.min as usize,
+        p.avg as usize,
+        p.max as usize,
+        p.max as usize + 1,
+        3 * p.max as usize + 17,
+    ];
     for (i, size) in sizes.into_iter().enumerate() {
         let data = random_bytes(size, i as u64);
         let r = store.put(data.clone()).await.unwrap();
@@ -30,18 +39,31 @@ async fn round_trips_at_chunk_size_boundaries() {
         assert_eq!(stat.chunks, r.chunks);
         if size == 0 {
             assert_eq!(r.chunks, 0);
-            assert_eq!(r.id.to_string(), "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
+            assert_eq!(
+                r.id.to_string(),
+                "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+            );
         }
         // Cut points are content-defined, so a blob of `max` bytes may still have several
         // chunks; what holds is that no chunk exceeds `max` and only the last is below `min`.
         let entries = store.meta().manifest_range(&r.id, 0, r.size).await.unwrap();
         assert_eq!(entries.len() as u64, r.chunks);
         for (k, e) in entries.iter().enumerate() {
-            assert!(e.length <= p.max, "size {size}: chunk of {} bytes", e.length);
-            assert!(e.length >= p.min || k + 1 == entries.len(), "size {size}: short chunk inside");
+            assert!(
+                e.length <= p.max,
+                "size {size}: chunk of {} bytes",
+                e.length
+            );
+            assert!(
+                e.length >= p.min || k + 1 == entries.len(),
+                "size {size}: short chunk inside"
+            );
         }
         if size > p.max as usize {
-            assert!(r.chunks >= 2, "size {size}: more than max bytes needs a second chunk");
+            assert!(
+                r.chunks >= 2,
+                "size {size}: more than max bytes needs a second chunk"
+            );
         }
     }
     store.close().await.unwrap();
@@ -57,11 +79,20 @@ async fn round_trip_100_mib_and_stream() {
     assert!(r.chunks > 1000, "{} chunks", r.chunks);
     assert_eq!(r.new_bytes, data.len() as u64);
     assert!(store.get(&r.id).await.unwrap() == data);
-    let pieces: Vec<Bytes> = store.get_stream(&r.id, 5..(data.len() as u64 - 5)).await.unwrap().try_collect().await.unwrap();
+    let pieces: Vec<Bytes> = store
+        .get_stream(&r.id, 5..(data.len() as u64 - 5))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     let joined: Vec<u8> = pieces.concat();
     assert!(joined[..] == data[5..data.len() - 5]);
     // put_stream of the same content from a reader gives the same id and stores nothing.
-    let again = store.put_stream(std::io::Cursor::new(data.clone())).await.unwrap();
+    let again = store
+        .put_stream(std::io::Cursor::new(data.clone()))
+        .await
+        .unwrap();
     assert_eq!(again.id, r.id);
     assert!(again.existed);
     assert_eq!(again.new_bytes, 0);
@@ -75,18 +106,39 @@ async fn out_of_range_and_unknown_blobs() {
     let data = random_bytes(300_000, 1);
     let id = store.put(data.clone()).await.unwrap().id;
     let n = data.len() as u64;
-    assert_eq!(store.get_range(&id, 0..n + 1).await.unwrap_err().kind(), ErrorKind::InvalidInput);
-    assert_eq!(store.get_range(&id, n + 1..n + 2).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        store.get_range(&id, 0..n + 1).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        store.get_range(&id, n + 1..n + 2).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
     #[allow(clippy::reversed_empty_ranges)]
     let reversed = 10..5;
-    assert_eq!(store.get_range(&id, reversed).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        store.get_range(&id, reversed).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
     assert!(store.get_stream(&id, 0..n + 1).await.is_err());
     assert_eq!(store.get_range(&id, n..n).await.unwrap().len(), 0);
-    assert_eq!(store.get_range(&id, n - 1..n).await.unwrap(), data.slice(data.len() - 1..));
+    assert_eq!(
+        store.get_range(&id, n - 1..n).await.unwrap(),
+        data.slice(data.len() - 1..)
+    );
     let missing = BlobId::of(b"never stored");
-    assert_eq!(store.get(&missing).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(store.stat(&missing).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(store.delete(&missing).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        store.get(&missing).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store.stat(&missing).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store.delete(&missing).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     assert!(!store.contains(&missing).await.unwrap());
     assert!(store.contains(&id).await.unwrap());
     store.close().await.unwrap();
@@ -131,13 +183,20 @@ async fn dedup_same_blob_and_small_edit() {
     let first = store.put(data.clone()).await.unwrap();
     assert_eq!(first.new_bytes, data.len() as u64);
     let second = store.put(data.clone()).await.unwrap();
-    assert_eq!((second.new_chunks, second.new_bytes, second.reused_bytes), (0, 0, data.len() as u64));
+    assert_eq!(
+        (second.new_chunks, second.new_bytes, second.reused_bytes),
+        (0, 0, data.len() as u64)
+    );
     let before = store.meta().stats().await.unwrap();
 
     let mut edited = data.to_vec();
     edited.splice(10 << 20..10 << 20, *b"0123456789");
     let third = store.put(Bytes::from(edited.clone())).await.unwrap();
-    assert!(third.new_chunks >= 1 && third.new_chunks <= 3, "{} new chunks", third.new_chunks);
+    assert!(
+        third.new_chunks >= 1 && third.new_chunks <= 3,
+        "{} new chunks",
+        third.new_chunks
+    );
     assert!(third.new_bytes < 3 * 256 * 1024);
     assert_eq!(third.reused_bytes + third.new_bytes, edited.len() as u64);
     let after = store.meta().stats().await.unwrap();
@@ -148,7 +207,10 @@ async fn dedup_same_blob_and_small_edit() {
     // (The block is larger than the largest chunk, so chunk boundaries fall at the same
     // place of every copy once the chunker has resynchronised.)
     let block = random_bytes(1 << 20, 5);
-    let repeated: Vec<u8> = std::iter::repeat_n(&block[..], 8).flatten().copied().collect();
+    let repeated: Vec<u8> = std::iter::repeat_n(&block[..], 8)
+        .flatten()
+        .copied()
+        .collect();
     let r = store.put(Bytes::from(repeated.clone())).await.unwrap();
     assert!(r.new_bytes < repeated.len() as u64 / 2, "{r:?}");
     assert_eq!(store.get(&r.id).await.unwrap(), Bytes::from(repeated));
@@ -161,7 +223,10 @@ fn corrupt_chunk(dir: &std::path::Path, chunk: &ChunkId) {
     let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir).unwrap();
     let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir, cfs).unwrap();
     let cf = db.cf_handle(strata::rocks::CF_CHUNKS).unwrap();
-    let mut value = db.get_cf(cf, chunk.as_bytes()).unwrap().expect("chunk is stored");
+    let mut value = db
+        .get_cf(cf, chunk.as_bytes())
+        .unwrap()
+        .expect("chunk is stored");
     let middle = value.len() / 2;
     value[middle] ^= 0x40;
     db.put_cf(cf, chunk.as_bytes(), value).unwrap();
@@ -173,7 +238,11 @@ async fn flipped_byte_is_corrupt_never_wrong_bytes() {
     let store = open(dir.path()).await;
     let data = random_bytes(1 << 20, 77);
     let id = store.put(data.clone()).await.unwrap().id;
-    let entries = store.meta().manifest_range(&id, 0, data.len() as u64).await.unwrap();
+    let entries = store
+        .meta()
+        .manifest_range(&id, 0, data.len() as u64)
+        .await
+        .unwrap();
     let victim = entries[entries.len() / 2];
     store.close().await.unwrap();
     drop(store);
@@ -183,11 +252,17 @@ async fn flipped_byte_is_corrupt_never_wrong_bytes() {
     let store = open(dir.path()).await;
     let err = store.get(&id).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
-    let err = store.get_range(&id, victim.offset..victim.offset + 10).await.unwrap_err();
+    let err = store
+        .get_range(&id, victim.offset..victim.offset + 10)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt);
     // Ranges that avoid the bad chunk still read.
     let first = entries[0];
-    assert_eq!(store.get_range(&id, 0..first.end()).await.unwrap(), data.slice(0..first.end() as usize));
+    assert_eq!(
+        store.get_range(&id, 0..first.end()).await.unwrap(),
+        data.slice(0..first.end() as usize)
+    );
 
     let report = store.verify(Some(&id)).await.unwrap();
     assert_eq!(report.corrupt, vec![victim.chunk]);
@@ -219,13 +294,18 @@ async fn crash_between_chunk_writes_and_commit_leaves_nothing_visible() {
         })),
         ..Components::default()
     };
-    let store = Store::open_with(settings(dir.path()), components).await.unwrap();
+    let store = Store::open_with(settings(dir.path()), components)
+        .await
+        .unwrap();
     let data = random_bytes(3 << 20, 11);
     let err = store.put(data.clone()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     let id = BlobId::of(&data);
     assert!(!store.contains(&id).await.unwrap());
-    assert_eq!(store.get(&id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        store.get(&id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     assert!(store.list().await.unwrap().is_empty());
     let stats = store.meta().stats().await.unwrap();
     assert_eq!((stats.blobs, stats.chunks, stats.locations), (0, 0, 0));
@@ -236,7 +316,11 @@ async fn crash_between_chunk_writes_and_commit_leaves_nothing_visible() {
     assert!(store.list().await.unwrap().is_empty());
     let r = store.put(data.clone()).await.unwrap();
     assert_eq!(r.id, id);
-    assert_eq!(r.new_bytes, data.len() as u64, "orphan chunks are not trusted: no metadata vouches for them");
+    assert_eq!(
+        r.new_bytes,
+        data.len() as u64,
+        "orphan chunks are not trusted: no metadata vouches for them"
+    );
     assert_eq!(store.get(&id).await.unwrap(), data);
     assert!(store.verify(None).await.unwrap().is_clean());
     store.close().await.unwrap();
@@ -246,8 +330,13 @@ async fn crash_between_chunk_writes_and_commit_leaves_nothing_visible() {
 async fn delete_then_gc_after_grace_keeps_shared_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_000_000);
-    let components = Components { clock: Some(clock.clone()), ..Components::default() };
-    let store = Store::open_with(settings(dir.path()), components).await.unwrap();
+    let components = Components {
+        clock: Some(clock.clone()),
+        ..Components::default()
+    };
+    let store = Store::open_with(settings(dir.path()), components)
+        .await
+        .unwrap();
     let shared = random_bytes(2 << 20, 1);
     let mut a = shared.to_vec();
     a.extend_from_slice(&random_bytes(1 << 20, 2));
@@ -256,8 +345,14 @@ async fn delete_then_gc_after_grace_keeps_shared_chunks() {
     let ra = store.put(Bytes::from(a.clone())).await.unwrap();
     let rb = store.put(Bytes::from(b.clone())).await.unwrap();
     store.delete(&ra.id).await.unwrap();
-    assert_eq!(store.get(&ra.id).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(store.delete(&ra.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        store.get(&ra.id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store.delete(&ra.id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 
     // Within the grace period nothing is reclaimed.
     assert_eq!(store.gc().await.unwrap().chunks_removed, 0);
@@ -300,7 +395,10 @@ async fn concurrent_puts_of_overlapping_blobs() {
         let store = store.clone();
         reads.push(tokio::spawn(async move {
             assert_eq!(store.get(&id).await.unwrap(), data);
-            assert_eq!(store.get_range(&id, 1000..2000).await.unwrap(), data.slice(1000..2000));
+            assert_eq!(
+                store.get_range(&id, 1000..2000).await.unwrap(),
+                data.slice(1000..2000)
+            );
         }));
     }
     for r in reads {
@@ -319,7 +417,10 @@ async fn data_survives_reopen_and_closed_store_refuses_work() {
     let id = store.put(data.clone()).await.unwrap().id;
     store.close().await.unwrap();
     assert_eq!(store.get(&id).await.unwrap_err().kind(), ErrorKind::Closed);
-    assert_eq!(store.put(data.clone()).await.unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(
+        store.put(data.clone()).await.unwrap_err().kind(),
+        ErrorKind::Closed
+    );
     store.close().await.unwrap();
     drop(store);
     let store = open(dir.path()).await;
@@ -329,8 +430,16 @@ async fn data_survives_reopen_and_closed_store_refuses_work() {
     drop(store);
     let store = open(dir.path()).await;
     let entries = store.meta().manifest_range(&id, 0, 1).await.unwrap();
-    let chunk = store.meta().chunk(&entries[0].chunk).await.unwrap().unwrap();
-    assert!(chunk.access_count >= 1 && chunk.last_access_ms.is_some(), "{chunk:?}");
+    let chunk = store
+        .meta()
+        .chunk(&entries[0].chunk)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        chunk.access_count >= 1 && chunk.last_access_ms.is_some(),
+        "{chunk:?}"
+    );
     store.close().await.unwrap();
 }
 
@@ -338,7 +447,10 @@ async fn data_survives_reopen_and_closed_store_refuses_work() {
 async fn a_second_process_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
-    let err = Store::open(settings(dir.path())).await.err().expect("second open must fail");
+    let err = Store::open(settings(dir.path()))
+        .await
+        .err()
+        .expect("second open must fail");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     store.close().await.unwrap();
 }
@@ -347,7 +459,9 @@ async fn a_second_process_on_the_same_data_dir_is_refused() {
 /// without closing (no destructors, no RocksDB shutdown flush).
 #[tokio::test]
 async fn crash_child_put_then_abort() {
-    let Ok(dir) = std::env::var("STRATA_CRASH_CHILD_DIR") else { return };
+    let Ok(dir) = std::env::var("STRATA_CRASH_CHILD_DIR") else {
+        return;
+    };
     let mut s = settings(std::path::Path::new(&dir));
     s.hot.sync = true; // as in production
     let store = Store::open(s).await.unwrap();
@@ -366,16 +480,30 @@ async fn crash_child_put_then_abort() {
 async fn committed_large_put_survives_abort() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child_put_then_abort", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "crash_child_put_then_abort",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("STRATA_CRASH_CHILD_DIR", dir.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "the child must die by abort: {stdout}");
+    assert!(
+        !out.status.success(),
+        "the child must die by abort: {stdout}"
+    );
     let id: BlobId = stdout
         .lines()
         .find_map(|l| l.split("PUT-ID ").nth(1))
-        .unwrap_or_else(|| panic!("child printed no id: {stdout} {}", String::from_utf8_lossy(&out.stderr)))
+        .unwrap_or_else(|| {
+            panic!(
+                "child printed no id: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
         .trim()
         .parse()
         .unwrap();

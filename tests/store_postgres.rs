@@ -15,23 +15,35 @@ use support::{pg, pg_settings, random_bytes};
 async fn two_nodes() -> Option<(Store, Store, tempfile::TempDir)> {
     let url = pg::fresh_schema_url().await?;
     let tmp = tempfile::tempdir().unwrap();
-    let a = Store::open(pg_settings(&tmp.path().join("a"), &url)).await.unwrap();
-    let b = Store::open(pg_settings(&tmp.path().join("b"), &url)).await.unwrap();
+    let a = Store::open(pg_settings(&tmp.path().join("a"), &url))
+        .await
+        .unwrap();
+    let b = Store::open(pg_settings(&tmp.path().join("b"), &url))
+        .await
+        .unwrap();
     assert_ne!(a.node_id(), b.node_id());
     Some((a, b, tmp))
 }
 
 #[tokio::test]
 async fn round_trip_and_second_node_sees_the_blob() {
-    let Some((a, b, _tmp)) = two_nodes().await else { return };
+    let Some((a, b, _tmp)) = two_nodes().await else {
+        return;
+    };
     let data = random_bytes(5 << 20, 1);
     let r = a.put(data.clone()).await.unwrap();
     assert_eq!(a.get(&r.id).await.unwrap(), data);
-    assert_eq!(a.get_range(&r.id, 100..200_000).await.unwrap(), data.slice(100..200_000));
+    assert_eq!(
+        a.get_range(&r.id, 100..200_000).await.unwrap(),
+        data.slice(100..200_000)
+    );
     assert!(b.contains(&r.id).await.unwrap());
     assert_eq!(b.list().await.unwrap().len(), 1);
     let stat = b.stat(&r.id).await.unwrap();
-    assert_eq!((stat.size, stat.chunks, stat.tiers.hot), (r.size, r.chunks, r.size));
+    assert_eq!(
+        (stat.size, stat.chunks, stat.tiers.hot),
+        (r.size, r.chunks, r.size)
+    );
     // Node b has no copy of the chunks (durability "local"): a clear Unavailable.
     let err = b.get(&r.id).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
@@ -46,7 +58,9 @@ async fn round_trip_and_second_node_sees_the_blob() {
 
 #[tokio::test]
 async fn concurrent_puts_and_put_delete_races_keep_counts_right() {
-    let Some((a, b, _tmp)) = two_nodes().await else { return };
+    let Some((a, b, _tmp)) = two_nodes().await else {
+        return;
+    };
     let shared = random_bytes(2 << 20, 7);
     let blob = |seed: u64| {
         let mut v = shared.to_vec();
@@ -81,7 +95,10 @@ async fn concurrent_puts_and_put_delete_races_keep_counts_right() {
         // Readable from at least the node that holds its chunks; a node that put it can.
         let via_a = a.get(id).await;
         let via_b = b.get(id).await;
-        assert!(via_a.as_ref().ok() == Some(data) || via_b.as_ref().ok() == Some(data), "blob {id} unreadable");
+        assert!(
+            via_a.as_ref().ok() == Some(data) || via_b.as_ref().ok() == Some(data),
+            "blob {id} unreadable"
+        );
     }
     let stats = a.meta().stats().await.unwrap();
     assert_eq!(stats.blobs, 12);
@@ -93,11 +110,17 @@ async fn concurrent_puts_and_put_delete_races_keep_counts_right() {
 /// manifest lookup; the blob record comes from the cache), wherever the range lies.
 #[tokio::test]
 async fn get_range_in_a_large_blob_is_one_metadata_round_trip() {
-    let Some(url) = pg::fresh_schema_url().await else { return };
+    let Some(url) = pg::fresh_schema_url().await else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let mut s = pg_settings(tmp.path(), &url);
     // Small chunks, so the manifest (~6,000 entries) is too big for the manifest cache.
-    s.chunking = ChunkerParams { min: 4096, avg: 8192, max: 16384 };
+    s.chunking = ChunkerParams {
+        min: 4096,
+        avg: 8192,
+        max: 16384,
+    };
     // Access statistics go to the database from a background worker: not during the count.
     s.access.flush_interval_ms = 3_600_000;
     let slot: Arc<Mutex<Option<Arc<FaultyMeta>>>> = Default::default();

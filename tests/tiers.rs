@@ -254,7 +254,11 @@ async fn concurrent_reads_share_one_fetch() {
     for r in reads {
         assert!(r.expect("read") == data);
     }
-    assert!(env.warm.count("get_range") <= packs, "{:?} for {packs} packs", env.warm.counts());
+    assert!(
+        env.warm.count("get_range") <= packs,
+        "{:?} for {packs} packs",
+        env.warm.counts()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -582,7 +586,11 @@ async fn request_counts_for_1_gib() {
     println!("moving 1 GiB to warm: {puts} PUTs, {:?}", env.warm.counts());
     assert!(puts <= 40, "{puts} PUTs per GiB");
     env.warm.reset_counts();
-    let mut stream = env.store.get_stream(&id, 0..data.len() as u64).await.expect("stream");
+    let mut stream = env
+        .store
+        .get_stream(&id, 0..data.len() as u64)
+        .await
+        .expect("stream");
     let mut pos = 0usize;
     while let Some(piece) = futures::StreamExt::next(&mut stream).await {
         let piece = piece.expect("piece");

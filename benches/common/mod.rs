@@ -45,7 +45,10 @@ pub fn refresh(data: &mut [u8], round: u64) {
 
 /// Embedded store settings for benches: defaults, WAL synced as in production.
 pub fn settings(dir: &Path, cache_bytes: u64) -> Settings {
-    let mut s = Settings { data_dir: dir.to_path_buf(), ..Settings::default() };
+    let mut s = Settings {
+        data_dir: dir.to_path_buf(),
+        ..Settings::default()
+    };
     s.cache.bytes = cache_bytes;
     s
 }
@@ -65,11 +68,15 @@ pub async fn pg_schema_url(tag: &str) -> Option<String> {
         eprintln!("skipping PostgreSQL benches: STRATA_TEST_PG_URL is not set (eval \"$(bash scripts/pg.sh)\")");
         return None;
     };
-    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
+    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
     tokio::spawn(conn);
     let schema = format!("bench_{tag}_{}", std::process::id());
     client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
         .await
         .expect("create schema");
     let sep = if admin.contains('?') { '&' } else { '?' };
@@ -79,7 +86,8 @@ pub async fn pg_schema_url(tag: &str) -> Option<String> {
 /// Settings with the hot tier in `dir` and metadata in PostgreSQL at `url`.
 pub fn pg_settings(dir: &Path, cache_bytes: u64, url: &str) -> Settings {
     let mut s = settings(dir, cache_bytes);
-    s.apply_env(|k| (k == "STRATA_META_URL").then(|| url.to_string())).expect("settings");
+    s.apply_env(|k| (k == "STRATA_META_URL").then(|| url.to_string()))
+        .expect("settings");
     s.validate().expect("valid settings");
     s
 }

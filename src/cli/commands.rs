@@ -33,9 +33,18 @@ pub(super) async fn run(settings: Settings, command: Command) -> Result<ExitCode
 async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
     match command {
         Command::Put { file, json } => put(store, &file, json).await,
-        Command::Get { id, output, range, wait } => get(store, &parse_id(&id)?, output, range, wait).await,
-        Command::Tier { command: TierCommand::Move { id, to, json } } => {
-            let report = store.move_blob(&parse_id(&id)?, crate::model::Tier::parse(&to)?).await?;
+        Command::Get {
+            id,
+            output,
+            range,
+            wait,
+        } => get(store, &parse_id(&id)?, output, range, wait).await,
+        Command::Tier {
+            command: TierCommand::Move { id, to, json },
+        } => {
+            let report = store
+                .move_blob(&parse_id(&id)?, crate::model::Tier::parse(&to)?)
+                .await?;
             if json {
                 print_json(&report)?;
             } else {
@@ -54,10 +63,19 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
                 let t = &stat.tiers;
                 println!("id:      {}", stat.id);
                 println!("size:    {} bytes", stat.size);
-                println!("chunks:  {} ({} distinct)", stat.chunks, stat.distinct_chunks);
-                println!("tiers:   hot {} B, warm {} B, cold {} B", t.hot, t.warm, t.cold);
+                println!(
+                    "chunks:  {} ({} distinct)",
+                    stat.chunks, stat.distinct_chunks
+                );
+                println!(
+                    "tiers:   hot {} B, warm {} B, cold {} B",
+                    t.hot, t.warm, t.cold
+                );
                 if stat.pending_restores > 0 {
-                    println!("restore: {} cold pack(s) being restored", stat.pending_restores);
+                    println!(
+                        "restore: {} cold pack(s) being restored",
+                        stat.pending_restores
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -97,7 +115,11 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
                     println!("missing chunk {c}");
                 }
             }
-            Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Gc => {
             let report = store.gc().await?;
@@ -143,12 +165,13 @@ fn progress(len: Option<u64>, what: &str) -> ProgressBar {
 }
 
 async fn put(store: &Store, file: &Path, json: bool) -> Result<ExitCode> {
-    let (reader, len): (Box<dyn AsyncRead + Send + Unpin>, Option<u64>) = if file == Path::new("-") {
+    let (reader, len): (Box<dyn AsyncRead + Send + Unpin>, Option<u64>) = if file == Path::new("-")
+    {
         (Box::new(tokio::io::stdin()), None)
     } else {
-        let f = tokio::fs::File::open(file)
-            .await
-            .map_err(|e| Error::from(e).context_prefix(format!("cannot open {}", file.display())))?;
+        let f = tokio::fs::File::open(file).await.map_err(|e| {
+            Error::from(e).context_prefix(format!("cannot open {}", file.display()))
+        })?;
         let meta = f.metadata().await?;
         if meta.is_dir() {
             return Err(Error::invalid(format!("{} is a directory", file.display())));
@@ -164,14 +187,24 @@ async fn put(store: &Store, file: &Path, json: bool) -> Result<ExitCode> {
     } else {
         eprintln!(
             "stored {} bytes in {} chunks ({} new, {} bytes new, {} bytes reused)",
-            receipt.size, receipt.chunks, receipt.new_chunks, receipt.new_bytes, receipt.reused_bytes
+            receipt.size,
+            receipt.chunks,
+            receipt.new_chunks,
+            receipt.new_bytes,
+            receipt.reused_bytes
         );
         println!("{}", receipt.id);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn get(store: &Store, id: &BlobId, output: Option<PathBuf>, range: Option<String>, wait: Option<u64>) -> Result<ExitCode> {
+async fn get(
+    store: &Store,
+    id: &BlobId,
+    output: Option<PathBuf>,
+    range: Option<String>,
+    wait: Option<u64>,
+) -> Result<ExitCode> {
     let size = store.head(id).await?.size;
     let range = match range {
         Some(r) => parse_range(&r, size)?,
@@ -180,7 +213,9 @@ async fn get(store: &Store, id: &BlobId, output: Option<PathBuf>, range: Option<
     // Archived chunks are restored (all packs at once) before a byte is written.
     if range.start <= range.end && range.end <= size {
         let wait = wait.unwrap_or(store.settings().tiers.restore_wait_secs);
-        store.wait_readable(id, range.clone(), std::time::Duration::from_secs(wait)).await?;
+        store
+            .wait_readable(id, range.clone(), std::time::Duration::from_secs(wait))
+            .await?;
     }
     let mut stream = store.get_stream(id, range.clone()).await?;
     let bar = progress(Some(range.end - range.start), "get");
@@ -196,8 +231,13 @@ async fn get(store: &Store, id: &BlobId, output: Option<PathBuf>, range: Option<
         }
         Some(path) => {
             // Write beside the target and rename, so a failed read leaves no partial file.
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let name = path.file_name().ok_or_else(|| Error::invalid(format!("{} is not a file path", path.display())))?;
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let name = path
+                .file_name()
+                .ok_or_else(|| Error::invalid(format!("{} is not a file path", path.display())))?;
             let tmp = dir.join(format!(".{}.strata-partial", name.to_string_lossy()));
             let written = async {
                 let mut f = tokio::fs::File::create(&tmp).await?;
@@ -225,7 +265,9 @@ async fn meta(settings: &Settings, command: &MetaCommand) -> Result<ExitCode> {
     let Some(pg) = settings.meta_postgres() else {
         return match command {
             MetaCommand::Migrate => {
-                println!("embedded metadata: the schema is created and checked when the store opens");
+                println!(
+                    "embedded metadata: the schema is created and checked when the store opens"
+                );
                 Ok(ExitCode::SUCCESS)
             }
             MetaCommand::Check => {

@@ -131,7 +131,10 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("strata: cannot start the runtime: {e}");
@@ -158,7 +161,10 @@ pub fn exit_code(kind: ErrorKind) -> u8 {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -171,10 +177,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Parse `START..END`, `START..` or `..END` against a blob of `size` bytes.
 pub fn parse_range(s: &str, size: u64) -> Result<std::ops::Range<u64>> {
-    let bad = || Error::invalid(format!("range {s:?}: expected START..END with byte offsets"));
+    let bad = || {
+        Error::invalid(format!(
+            "range {s:?}: expected START..END with byte offsets"
+        ))
+    };
     let (a, b) = s.split_once("..").ok_or_else(bad)?;
-    let start = if a.is_empty() { 0 } else { a.trim().parse().map_err(|_| bad())? };
-    let end = if b.is_empty() { size } else { b.trim().parse().map_err(|_| bad())? };
+    let start = if a.is_empty() {
+        0
+    } else {
+        a.trim().parse().map_err(|_| bad())?
+    };
+    let end = if b.is_empty() {
+        size
+    } else {
+        b.trim().parse().map_err(|_| bad())?
+    };
     Ok(start..end)
 }
 

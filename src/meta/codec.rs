@@ -64,7 +64,11 @@ pub fn decode_manifest(key: &[u8], value: &[u8]) -> Result<ManifestEntry> {
     let offset = k.u64()?;
     let length = v.u32()?;
     let chunk = ChunkId::from_slice(&value[4..])?;
-    Ok(ManifestEntry { offset, length, chunk })
+    Ok(ManifestEntry {
+        offset,
+        length,
+        chunk,
+    })
 }
 
 /// Blob record value.
@@ -85,13 +89,19 @@ pub fn decode_blob(key: &[u8], value: &[u8]) -> Result<BlobRecord> {
     let id = BlobId::from_slice(key)?;
     let mut r = Reader(value);
     if r.u8()? != 1 {
-        return Err(Error::corrupt(format!("blob record {id} has an unknown version")));
+        return Err(Error::corrupt(format!(
+            "blob record {id} has an unknown version"
+        )));
     }
     Ok(BlobRecord {
         id,
         size: r.u64()?,
         chunk_count: r.u64()?,
-        params: ChunkerParams { min: r.u32()?, avg: r.u32()?, max: r.u32()? },
+        params: ChunkerParams {
+            min: r.u32()?,
+            avg: r.u32()?,
+            max: r.u32()?,
+        },
         created_ms: r.u64()?,
     })
 }
@@ -182,7 +192,16 @@ pub fn decode_location(key: &[u8], value: &[u8]) -> Result<Location> {
         2 => Health::Missing,
         _ => return Err(bad()),
     };
-    Ok(Location { chunk, tier, node, pack, offset, length, health, last_verified_ms: unopt(r.u64()?) })
+    Ok(Location {
+        chunk,
+        tier,
+        node,
+        pack,
+        offset,
+        length,
+        health,
+        last_verified_ms: unopt(r.u64()?),
+    })
 }
 
 /// GC queue key: zero-since ‖ chunk id.
@@ -218,17 +237,41 @@ mod tests {
             health: Health::Corrupt,
             last_verified_ms: None,
         };
-        assert_eq!(decode_location(&key_of(&l).unwrap(), &location_value(&l)).unwrap(), l);
-        let r = ChunkRecord { id: c, size: 5, refcount: 2, zero_since_ms: Some(3), last_access_ms: None, access_count: 4 };
+        assert_eq!(
+            decode_location(&key_of(&l).unwrap(), &location_value(&l)).unwrap(),
+            l
+        );
+        let r = ChunkRecord {
+            id: c,
+            size: 5,
+            refcount: 2,
+            zero_since_ms: Some(3),
+            last_access_ms: None,
+            access_count: 4,
+        };
         assert_eq!(decode_chunk(c.as_bytes(), &chunk_value(&r)).unwrap(), r);
-        let e = ManifestEntry { offset: 1 << 40, length: 77, chunk: c };
-        assert_eq!(decode_manifest(&manifest_key(&BlobId::of(b"b"), e.offset), &manifest_value(&e)).unwrap(), e);
+        let e = ManifestEntry {
+            offset: 1 << 40,
+            length: 77,
+            chunk: c,
+        };
+        assert_eq!(
+            decode_manifest(
+                &manifest_key(&BlobId::of(b"b"), e.offset),
+                &manifest_value(&e)
+            )
+            .unwrap(),
+            e
+        );
         assert_eq!(decode_gc_key(&gc_key(5, &c)).unwrap(), (5, c));
     }
 
     #[test]
     fn truncated_values_are_corrupt_not_panics() {
-        assert_eq!(decode_chunk(&[0; 32], &[1, 2]).unwrap_err().kind(), crate::ErrorKind::Corrupt);
+        assert_eq!(
+            decode_chunk(&[0; 32], &[1, 2]).unwrap_err().kind(),
+            crate::ErrorKind::Corrupt
+        );
         assert!(decode_location(&[0; 10], &[]).is_err());
     }
 }

@@ -54,7 +54,11 @@ impl EmbeddedMeta {
         match db.get_cf(sys, SCHEMA_KEY)? {
             None => db.put_cf(sys, SCHEMA_KEY, SCHEMA_VERSION.to_be_bytes())?,
             Some(v) => {
-                let found = v.as_slice().try_into().map(u32::from_be_bytes).unwrap_or(u32::MAX);
+                let found = v
+                    .as_slice()
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(u32::MAX);
                 if found > SCHEMA_VERSION {
                     return Err(Error::invalid(format!(
                         "metadata schema version {found} is newer than this strata ({SCHEMA_VERSION}); upgrade strata"
@@ -98,18 +102,26 @@ impl Inner {
 
     fn chunk(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
         let cf = cf(&self.db, rocks::CF_CHUNK_META)?;
-        self.db.get_pinned_cf(cf, id.as_bytes())?.map(|v| decode_chunk(id.as_bytes(), &v)).transpose()
+        self.db
+            .get_pinned_cf(cf, id.as_bytes())?
+            .map(|v| decode_chunk(id.as_bytes(), &v))
+            .transpose()
     }
 
     fn blob(&self, id: &BlobId) -> Result<Option<BlobRecord>> {
         let cf = cf(&self.db, rocks::CF_BLOBS)?;
-        self.db.get_pinned_cf(cf, id.as_bytes())?.map(|v| decode_blob(id.as_bytes(), &v)).transpose()
+        self.db
+            .get_pinned_cf(cf, id.as_bytes())?
+            .map(|v| decode_blob(id.as_bytes(), &v))
+            .transpose()
     }
 
     fn locations(&self, id: &ChunkId) -> Result<Vec<Location>> {
         let cf = cf(&self.db, rocks::CF_LOCATIONS)?;
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(cf, IteratorMode::From(id.as_bytes(), Direction::Forward));
+        let iter = self
+            .db
+            .iterator_cf(cf, IteratorMode::From(id.as_bytes(), Direction::Forward));
         for item in iter {
             let (k, v) = item?;
             if !k.starts_with(id.as_bytes()) {
@@ -121,7 +133,10 @@ impl Inner {
     }
 
     fn readable(&self, id: &ChunkId, node: &str) -> Result<bool> {
-        Ok(self.locations(id)?.iter().any(|l| l.health == Health::Ok && l.readable_by(node)))
+        Ok(self
+            .locations(id)?
+            .iter()
+            .any(|l| l.health == Health::Ok && l.readable_by(node)))
     }
 
     fn manifest(&self, id: &BlobId) -> Result<Vec<ManifestEntry>> {
@@ -141,7 +156,9 @@ impl Inner {
             iter.seek(manifest_key(id, start));
         }
         while iter.valid() {
-            let (Some(k), Some(v)) = (iter.key(), iter.value()) else { break };
+            let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
+                break;
+            };
             if !k.starts_with(id.as_bytes()) {
                 break;
             }
@@ -205,10 +222,18 @@ impl MetaStore for EmbeddedMeta {
             }
             let db = &inner.db;
             let mut batch = WriteBatch::default();
-            batch.put_cf(cf(db, rocks::CF_BLOBS)?, commit.blob.id.as_bytes(), blob_value(&commit.blob));
+            batch.put_cf(
+                cf(db, rocks::CF_BLOBS)?,
+                commit.blob.id.as_bytes(),
+                blob_value(&commit.blob),
+            );
             let man = cf(db, rocks::CF_MANIFEST)?;
             for e in &commit.entries {
-                batch.put_cf(man, manifest_key(&commit.blob.id, e.offset), manifest_value(e));
+                batch.put_cf(
+                    man,
+                    manifest_key(&commit.blob.id, e.offset),
+                    manifest_value(e),
+                );
             }
             let meta = cf(db, rocks::CF_CHUNK_META)?;
             let gcq = cf(db, rocks::CF_GC_QUEUE)?;
@@ -241,7 +266,12 @@ impl MetaStore for EmbeddedMeta {
         self.inner.blob(id)
     }
 
-    async fn manifest_range(&self, id: &BlobId, start: u64, end: u64) -> Result<Vec<ManifestEntry>> {
+    async fn manifest_range(
+        &self,
+        id: &BlobId,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<ManifestEntry>> {
         self.inner.manifest_range(id, start, end)
     }
 
@@ -250,7 +280,10 @@ impl MetaStore for EmbeddedMeta {
             let cf = cf(&inner.db, rocks::CF_BLOBS)?;
             let start = after.map(|a| a.as_bytes().to_vec()).unwrap_or_default();
             let mut out = Vec::new();
-            for item in inner.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
+            for item in inner
+                .db
+                .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+            {
                 let (k, v) = item?;
                 if after.is_some() && *k == start[..] {
                     continue;
@@ -289,7 +322,9 @@ impl MetaStore for EmbeddedMeta {
             let mut zeroed = Vec::new();
             for (chunk, n) in counts {
                 let Some(mut rec) = inner.chunk(&chunk)? else {
-                    return Err(Error::internal(format!("chunk {chunk} of blob {id} has no record")));
+                    return Err(Error::internal(format!(
+                        "chunk {chunk} of blob {id} has no record"
+                    )));
                 };
                 rec.refcount = rec.refcount.saturating_sub(n);
                 if rec.refcount == 0 {
@@ -314,7 +349,10 @@ impl MetaStore for EmbeddedMeta {
             let cf = cf(&inner.db, rocks::CF_CHUNK_META)?;
             let start = after.map(|a| a.as_bytes().to_vec()).unwrap_or_default();
             let mut out = Vec::new();
-            for item in inner.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
+            for item in inner
+                .db
+                .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+            {
                 let (k, v) = item?;
                 if after.is_some() && *k == start[..] {
                     continue;
@@ -414,18 +452,24 @@ impl MetaStore for EmbeddedMeta {
         self.blocking(move |inner| {
             let _guard = lock(&inner.write_lock);
             let db = &inner.db;
-            let (meta, gcq, locs) =
-                (cf(db, rocks::CF_CHUNK_META)?, cf(db, rocks::CF_GC_QUEUE)?, cf(db, rocks::CF_LOCATIONS)?);
+            let (meta, gcq, locs) = (
+                cf(db, rocks::CF_CHUNK_META)?,
+                cf(db, rocks::CF_GC_QUEUE)?,
+                cf(db, rocks::CF_LOCATIONS)?,
+            );
             let mut batch = WriteBatch::default();
             let mut removed = Vec::new();
             for id in ids {
-                let Some(rec) = inner.chunk(&id)? else { continue };
+                let Some(rec) = inner.chunk(&id)? else {
+                    continue;
+                };
                 if rec.refcount != 0 {
                     continue;
                 }
                 let all = inner.locations(&id)?;
-                let (mine, others): (Vec<_>, Vec<_>) =
-                    all.into_iter().partition(|l| l.tier == Tier::Hot && l.node == node);
+                let (mine, others): (Vec<_>, Vec<_>) = all
+                    .into_iter()
+                    .partition(|l| l.tier == Tier::Hot && l.node == node);
                 for l in &mine {
                     batch.delete_cf(locs, key_of(l)?);
                 }
@@ -460,14 +504,18 @@ impl MetaStore for EmbeddedMeta {
                 {
                     continue;
                 }
-                if claims.get(&k[..]).is_some_and(|(owner, _)| *owner != req.node) {
+                if claims
+                    .get(&k[..])
+                    .is_some_and(|(owner, _)| *owner != req.node)
+                {
                     continue;
                 }
                 let order_key = match req.order {
                     ClaimOrder::OldestVerified => l.last_verified_ms.map_or(0, |t| t + 1),
-                    ClaimOrder::LeastRecentlyAccessed => {
-                        inner.chunk(&l.chunk)?.and_then(|c| c.last_access_ms).map_or(0, |t| t + 1)
-                    }
+                    ClaimOrder::LeastRecentlyAccessed => inner
+                        .chunk(&l.chunk)?
+                        .and_then(|c| c.last_access_ms)
+                        .map_or(0, |t| t + 1),
                 };
                 candidates.push((order_key, k.to_vec(), l));
             }
@@ -507,10 +555,18 @@ impl MetaStore for EmbeddedMeta {
                 let rec = decode_chunk(&k, &v)?;
                 let n = actual.remove(&rec.id).unwrap_or(0);
                 if n != rec.refcount {
-                    out.push(RefcountMismatch { chunk: rec.id, stored: rec.refcount, actual: n });
+                    out.push(RefcountMismatch {
+                        chunk: rec.id,
+                        stored: rec.refcount,
+                        actual: n,
+                    });
                 }
             }
-            out.extend(actual.into_iter().map(|(chunk, n)| RefcountMismatch { chunk, stored: 0, actual: n }));
+            out.extend(actual.into_iter().map(|(chunk, n)| RefcountMismatch {
+                chunk,
+                stored: 0,
+                actual: n,
+            }));
             out.sort_by_key(|m| m.chunk);
             Ok(out)
         })

@@ -41,7 +41,8 @@ impl FaultyMeta {
 
     fn check(&self, op: &str, switch: Option<&AtomicBool>) -> Result<()> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.fail_all.load(Ordering::SeqCst) || switch.is_some_and(|s| s.load(Ordering::SeqCst)) {
+        if self.fail_all.load(Ordering::SeqCst) || switch.is_some_and(|s| s.load(Ordering::SeqCst))
+        {
             Err(Error::unavailable(format!("injected fault in {op}")))
         } else {
             Ok(())
@@ -63,7 +64,12 @@ impl MetaStore for FaultyMeta {
         self.check("blob", None)?;
         self.inner.blob(id).await
     }
-    async fn manifest_range(&self, id: &BlobId, start: u64, end: u64) -> Result<Vec<ManifestEntry>> {
+    async fn manifest_range(
+        &self,
+        id: &BlobId,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<ManifestEntry>> {
         self.check("manifest_range", None)?;
         self.inner.manifest_range(id, start, end).await
     }
@@ -143,7 +149,12 @@ impl PlacementStore for FaultyMeta {
         self.check("pack", None)?;
         self.inner.pack(id).await
     }
-    async fn set_pack_restore(&self, id: &str, expected: &PackRestore, new: &PackRestore) -> Result<bool> {
+    async fn set_pack_restore(
+        &self,
+        id: &str,
+        expected: &PackRestore,
+        new: &PackRestore,
+    ) -> Result<bool> {
         self.check("set_pack_restore", None)?;
         self.inner.set_pack_restore(id, expected, new).await
     }

@@ -24,9 +24,9 @@ use crate::model::{
 
 pub mod codec;
 pub mod embedded;
-pub mod postgres;
 pub mod faults;
 pub mod placement;
+pub mod postgres;
 
 pub use placement::{PackRecord, PackRestore, PlacementStore, RestoreState};
 
@@ -45,7 +45,8 @@ pub trait MetaStore: PlacementStore + Send + Sync + 'static {
 
     /// Manifest entries overlapping `start .. end`, in offset order. Implementations
     /// search by `(blob, offset)`; the cost grows with the range, not the blob.
-    async fn manifest_range(&self, id: &BlobId, start: u64, end: u64) -> Result<Vec<ManifestEntry>>;
+    async fn manifest_range(&self, id: &BlobId, start: u64, end: u64)
+        -> Result<Vec<ManifestEntry>>;
 
     /// Committed blobs in id order, starting after `after`, at most `limit`.
     async fn list_blobs(&self, after: Option<BlobId>, limit: usize) -> Result<Vec<BlobRecord>>;

@@ -193,7 +193,7 @@ mod tests {
         let bad = loc(c, Tier::Cold, "", "cold/p", Health::Corrupt);
         let all = vec![hot.clone(), warm.clone(), bad.clone()];
         assert_eq!(
-            allowed_removals(&[hot.clone()], &all, |_| true),
+            allowed_removals(std::slice::from_ref(&hot), &all, |_| true),
             vec![hot.clone()]
         );
         assert!(allowed_removals(&[hot.clone(), warm.clone()], &all, |_| true).is_empty());
@@ -201,7 +201,10 @@ mod tests {
             allowed_removals(&[hot.clone(), warm.clone()], &all, |_| false).len(),
             2
         );
-        assert_eq!(allowed_removals(&[bad.clone()], &all, |_| true), vec![bad]);
+        assert_eq!(
+            allowed_removals(std::slice::from_ref(&bad), &all, |_| true),
+            vec![bad]
+        );
         let missing = loc(c, Tier::Warm, "", "warm/none", Health::Ok);
         assert!(allowed_removals(&[missing], &all, |_| true).is_empty());
     }

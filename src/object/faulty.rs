@@ -14,8 +14,17 @@ use super::{ObjectMeta, ObjectStore, RestoreStatus, StorageClass};
 use crate::error::{Error, Result};
 
 /// The operations [`FaultyObjectStore`] counts.
-const OPERATIONS: [&str; 9] =
-    ["put", "get", "get_range", "head", "delete", "list", "copy", "restore", "restore_status"];
+const OPERATIONS: [&str; 9] = [
+    "put",
+    "get",
+    "get_range",
+    "head",
+    "delete",
+    "list",
+    "copy",
+    "restore",
+    "restore_status",
+];
 
 /// Wraps any [`ObjectStore`]: counts every call per operation (failed ones too) and, when
 /// switched on, fails calls with `ErrorKind::Unavailable`, delays them, or flips a bit in
@@ -91,7 +100,8 @@ impl FaultyObjectStore {
 
     /// Sleep this long before every call (0: no delay).
     pub fn set_delay(&self, delay: Duration) {
-        self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Calls so far of `op` (one of [`Self::OPERATIONS`]; 0 for anything else).
@@ -135,7 +145,11 @@ impl FaultyObjectStore {
             .fail_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
-        let switched = if write { &self.fail_writes } else { &self.fail_reads };
+        let switched = if write {
+            &self.fail_writes
+        } else {
+            &self.fail_reads
+        };
         if next || self.fail_all.load(Ordering::SeqCst) || switched.load(Ordering::SeqCst) {
             return Err(Error::unavailable(format!(
                 "injected failure: {} on {}",

@@ -67,7 +67,12 @@ struct LocalRestore {
 
 impl Sidecar {
     fn new(storage_class: StorageClass, now: u64) -> Self {
-        Sidecar { v: 1, storage_class, created_ms: now, restore: None }
+        Sidecar {
+            v: 1,
+            storage_class,
+            created_ms: now,
+            restore: None,
+        }
     }
 
     fn status(&self, now: u64) -> RestoreStatus {
@@ -77,7 +82,9 @@ impl Sidecar {
         match self.restore {
             Some(r) if now >= r.expiry_ms => RestoreStatus::Archived,
             Some(r) if now < r.ready_ms => RestoreStatus::InProgress,
-            Some(r) => RestoreStatus::Restored { expiry_ms: Some(r.expiry_ms) },
+            Some(r) => RestoreStatus::Restored {
+                expiry_ms: Some(r.expiry_ms),
+            },
             None => RestoreStatus::Archived,
         }
     }
@@ -208,8 +215,11 @@ impl Inner {
     fn sidecar(&self, key: &str, data: &fs::Metadata) -> Result<Sidecar> {
         match fs::read(self.meta_path(key)) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                Error::corrupt(format!("object sidecar of {key} in {}", self.root.display()))
-                    .with_source(e)
+                Error::corrupt(format!(
+                    "object sidecar of {key} in {}",
+                    self.root.display()
+                ))
+                .with_source(e)
             }),
             Err(e) if missing(&e) => {
                 let mtime = data
@@ -241,7 +251,10 @@ impl Inner {
         match sidecar.status(now) {
             RestoreStatus::NotArchived | RestoreStatus::Restored { .. } => Ok(()),
             RestoreStatus::InProgress => {
-                let wait = sidecar.restore.map(|r| r.ready_ms.saturating_sub(now)).unwrap_or(0);
+                let wait = sidecar
+                    .restore
+                    .map(|r| r.ready_ms.saturating_sub(now))
+                    .unwrap_or(0);
                 Err(Error::new(
                     ErrorKind::RestorePending,
                     format!("object {key} is in {class}: restore in progress, ready in {wait} ms"),
@@ -294,8 +307,10 @@ impl Inner {
         let len = usize::try_from(range.end - range.start)
             .map_err(|_| Error::invalid(format!("range of object {key} too large")))?;
         let mut buf = vec![0u8; len];
-        file.seek(SeekFrom::Start(range.start)).map_err(|e| io_err(e, "seek", key))?;
-        file.read_exact(&mut buf).map_err(|e| io_err(e, "read", key))?;
+        file.seek(SeekFrom::Start(range.start))
+            .map_err(|e| io_err(e, "seek", key))?;
+        file.read_exact(&mut buf)
+            .map_err(|e| io_err(e, "read", key))?;
         Ok(Bytes::from(buf))
     }
 
@@ -356,7 +371,11 @@ impl Inner {
                 // S3 rewrites the object (metadata directive REPLACE): nothing changes.
                 return Ok(());
             }
-            let tmp = self.write_temp(&self.meta_path(to), to, &to_json(&Sidecar::new(class, now))?)?;
+            let tmp = self.write_temp(
+                &self.meta_path(to),
+                to,
+                &to_json(&Sidecar::new(class, now))?,
+            )?;
             return self.install(&tmp, &self.meta_path(to), to);
         }
         let data = self.stat(from)?;
@@ -365,7 +384,11 @@ impl Inner {
         let data_tmp = self.temp_path(&target, to)?;
         if let Err(e) = fs::copy(self.data_path(from), &data_tmp) {
             let _ = fs::remove_file(&data_tmp);
-            return Err(if missing(&e) { not_found(from) } else { io_err(e, "copy", to) });
+            return Err(if missing(&e) {
+                not_found(from)
+            } else {
+                io_err(e, "copy", to)
+            });
         }
         if self.fsync {
             let synced = File::open(&data_tmp).and_then(|f| f.sync_all());
@@ -374,7 +397,11 @@ impl Inner {
                 return Err(io_err(e, "fsync", to));
             }
         }
-        let meta_tmp = self.write_temp(&self.meta_path(to), to, &to_json(&Sidecar::new(class, now))?);
+        let meta_tmp = self.write_temp(
+            &self.meta_path(to),
+            to,
+            &to_json(&Sidecar::new(class, now))?,
+        );
         let meta_tmp = meta_tmp.inspect_err(|_| {
             let _ = fs::remove_file(&data_tmp);
         })?;
@@ -400,9 +427,10 @@ impl Inner {
         sidecar.restore = match (sidecar.status(now), sidecar.restore) {
             (RestoreStatus::InProgress, _) => return Ok(()),
             // A restored copy: extend it, as S3 does.
-            (RestoreStatus::Restored { .. }, Some(r)) => {
-                Some(LocalRestore { expiry_ms: now.saturating_add(keep_ms), ..r })
-            }
+            (RestoreStatus::Restored { .. }, Some(r)) => Some(LocalRestore {
+                expiry_ms: now.saturating_add(keep_ms),
+                ..r
+            }),
             _ => {
                 let ready_ms = now.saturating_add(self.restore_delay_ms);
                 Some(LocalRestore {
@@ -475,9 +503,11 @@ impl Inner {
             Ok(()) => self.sync_parent(dir, key),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
             // A file where the key needs a directory: another key is a prefix of this one.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                Err(io_err(io::Error::new(io::ErrorKind::NotADirectory, e), "create directory", key))
-            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(io_err(
+                io::Error::new(io::ErrorKind::NotADirectory, e),
+                "create directory",
+                key,
+            )),
             Err(e) => Err(io_err(e, "create directory", key)),
         }
     }
@@ -498,7 +528,11 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
         if name.starts_with('.') {
             continue;
         }
-        let key = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
+        let key = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
         let kind = entry.file_type()?;
         if kind.is_dir() {
             walk(&entry.path(), &key, out)?;
@@ -519,7 +553,10 @@ fn to_json(sidecar: &Sidecar) -> Result<Vec<u8>> {
 
 /// Whether an I/O error means "no such object" (missing, or a path component is a file).
 fn missing(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
 }
 
 fn not_found(key: &str) -> Error {
@@ -530,12 +567,12 @@ fn io_err(e: io::Error, op: &str, key: &str) -> Error {
     match e.kind() {
         // One key is a prefix directory of another (`a` and `a/b`): S3 allows it, a
         // directory cannot.
-        io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory | io::ErrorKind::DirectoryNotEmpty => {
-            Error::invalid(format!(
-                "{op} object {key}: the key collides with another key's directory in the local store"
-            ))
-            .with_source(e)
-        }
+        io::ErrorKind::NotADirectory
+        | io::ErrorKind::IsADirectory
+        | io::ErrorKind::DirectoryNotEmpty => Error::invalid(format!(
+            "{op} object {key}: the key collides with another key's directory in the local store"
+        ))
+        .with_source(e),
         _ => Error::from(e).context_prefix(format!("{op} object {key}")),
     }
 }

@@ -123,7 +123,10 @@ pub enum RestoreStatus {
 impl RestoreStatus {
     /// True when the object's bytes can be read now.
     pub fn is_readable(&self) -> bool {
-        matches!(self, RestoreStatus::NotArchived | RestoreStatus::Restored { .. })
+        matches!(
+            self,
+            RestoreStatus::NotArchived | RestoreStatus::Restored { .. }
+        )
     }
 }
 
@@ -216,7 +219,12 @@ pub trait ObjectStore: Send + Sync + 'static {
 /// and do not start with `.` (so no `.`/`..` segments, no hidden files, no leading or
 /// trailing `/`). Anything else is `InvalidInput`.
 pub fn validate_key(key: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::invalid(format!("bad object key {:?}: {why}", short(key))));
+    let bad = |why: &str| {
+        Err(Error::invalid(format!(
+            "bad object key {:?}: {why}",
+            short(key)
+        )))
+    };
     if key.is_empty() {
         return bad("empty");
     }
@@ -224,7 +232,9 @@ pub fn validate_key(key: &str) -> Result<()> {
         return bad("longer than 1024 bytes");
     }
     if let Some(c) = key.chars().find(|&c| !key_char(c)) {
-        return bad(&format!("character {c:?} not allowed (use ASCII letters, digits, -_./=)"));
+        return bad(&format!(
+            "character {c:?} not allowed (use ASCII letters, digits, -_./=)"
+        ));
     }
     for segment in key.split('/') {
         if segment.is_empty() {
@@ -292,8 +302,14 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", c.as_str()));
             assert_eq!(serde_json::from_str::<StorageClass>(&json).unwrap(), c);
         }
-        assert_eq!("glacier_ir".parse::<StorageClass>().unwrap(), StorageClass::GlacierIr);
-        assert_eq!("COLD".parse::<StorageClass>().unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            "glacier_ir".parse::<StorageClass>().unwrap(),
+            StorageClass::GlacierIr
+        );
+        assert_eq!(
+            "COLD".parse::<StorageClass>().unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
         assert!(StorageClass::Glacier.needs_restore());
         assert!(StorageClass::DeepArchive.needs_restore());
         assert!(!StorageClass::GlacierIr.needs_restore());
@@ -308,8 +324,23 @@ mod tests {
         let long = "a".repeat(201);
         let too_long = ["b"; 600].join("/");
         for bad in [
-            "", "/a", "a/", "a//b", "..", "a/../b", "./a", "a/.hidden", "a b", "a\\b", "ä",
-            "a\nb", "a?b", "a+b", "%2e%2e", &long, &too_long,
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "..",
+            "a/../b",
+            "./a",
+            "a/.hidden",
+            "a b",
+            "a\\b",
+            "ä",
+            "a\nb",
+            "a?b",
+            "a+b",
+            "%2e%2e",
+            &long,
+            &too_long,
         ] {
             let e = validate_key(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad:?}");

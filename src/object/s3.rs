@@ -19,8 +19,8 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::s3_errors::{date_ms, error_code, map_sdk_error, parse_restore_header, Op};
 use super::{
-    check_range, validate_key, validate_prefix, ByteChunks, ObjectMeta, ObjectStore,
-    RestoreStatus, StorageClass,
+    check_range, validate_key, validate_prefix, ByteChunks, ObjectMeta, ObjectStore, RestoreStatus,
+    StorageClass,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::S3Connection;
@@ -62,10 +62,14 @@ impl S3ObjectStore {
     /// a client of their own (e.g. to create buckets) or to swap the credentials.
     pub async fn client_config(conn: &S3Connection) -> Result<aws_sdk_s3::Config> {
         if conn.max_attempts == 0 {
-            return Err(Error::invalid("s3 connection: max_attempts must be at least 1"));
+            return Err(Error::invalid(
+                "s3 connection: max_attempts must be at least 1",
+            ));
         }
         if conn.timeout_secs == 0 {
-            return Err(Error::invalid("s3 connection: timeout_secs must be at least 1"));
+            return Err(Error::invalid(
+                "s3 connection: timeout_secs must be at least 1",
+            ));
         }
         let timeout = Duration::from_secs(conn.timeout_secs);
         let timeouts = TimeoutConfig::builder()
@@ -163,7 +167,11 @@ impl S3ObjectStore {
                     .bucket(&self.bucket)
                     .key(full)
                     .upload_id(&upload_id)
-                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
                     .send()
                     .await;
                 match sent {
@@ -171,8 +179,9 @@ impl S3ObjectStore {
                     // Some servers (moto) answer 200 with a body the SDK cannot parse
                     // (`CompleteMultipartUploadResponse`): trust it only when the object
                     // is there, multipart-made from this many parts, with the right size.
-                    Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(200)
-                        && self.is_multipart_object(full, count, body.len()).await =>
+                    Err(e)
+                        if e.raw_response().map(|r| r.status().as_u16()) == Some(200)
+                            && self.is_multipart_object(full, count, body.len()).await =>
                     {
                         Ok(())
                     }
@@ -200,17 +209,30 @@ impl S3ObjectStore {
 
     /// Whether `full` exists, has `size` bytes and an ETag of a `parts`-part upload.
     async fn is_multipart_object(&self, full: &str, parts: usize, size: usize) -> bool {
-        match self.client.head_object().bucket(&self.bucket).key(full).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .send()
+            .await
+        {
             Ok(h) => {
                 let suffix = format!("-{parts}");
                 h.content_length() == i64::try_from(size).ok()
-                    && h.e_tag().is_some_and(|t| t.trim_matches('"').ends_with(&suffix))
+                    && h.e_tag()
+                        .is_some_and(|t| t.trim_matches('"').ends_with(&suffix))
             }
             Err(_) => false,
         }
     }
 
-    async fn upload_parts(&self, full: &str, upload_id: &str, body: &Bytes) -> Result<Vec<CompletedPart>> {
+    async fn upload_parts(
+        &self,
+        full: &str,
+        upload_id: &str,
+        body: &Bytes,
+    ) -> Result<Vec<CompletedPart>> {
         let what = self.what(full);
         let size = self.part_size;
         let count = body.len().div_ceil(size);
@@ -251,7 +273,10 @@ impl S3ObjectStore {
         if let Some(r) = &range {
             request = request.range(format!("bytes={}-{}", r.start, r.end - 1));
         }
-        let out = request.send().await.map_err(|e| map_sdk_error(Op::Get, &what, e))?;
+        let out = request
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::Get, &what, e))?;
         let partial = out.content_range().is_some();
         let body = out.body.collect().await.map_err(|e| {
             Error::unavailable(format!("s3 get {what}: reading the body failed")).with_source(e)
@@ -286,7 +311,8 @@ impl S3ObjectStore {
 
 /// strata's class for an S3 class name; classes strata does not write count as STANDARD.
 fn class_of(name: Option<&str>) -> StorageClass {
-    name.and_then(|n| n.parse().ok()).unwrap_or(StorageClass::Standard)
+    name.and_then(|n| n.parse().ok())
+        .unwrap_or(StorageClass::Standard)
 }
 
 #[async_trait]
@@ -351,7 +377,8 @@ impl ObjectStore for S3ObjectStore {
                         Some((Ok(piece), (Some(body), got)))
                     }
                     Some(Err(e)) => {
-                        let err = Error::unavailable(format!("s3 get {what}: reading the body failed"));
+                        let err =
+                            Error::unavailable(format!("s3 get {what}: reading the body failed"));
                         Some((Err(err.with_source(e)), (None, got)))
                     }
                     None if got != want => {
@@ -383,7 +410,10 @@ impl ObjectStore for S3ObjectStore {
         };
         Ok(ObjectMeta {
             key: key.to_string(),
-            size: out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+            size: out
+                .content_length()
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
             storage_class,
             restore,
             last_modified_ms: date_ms(out.last_modified()),
@@ -392,7 +422,14 @@ impl ObjectStore for S3ObjectStore {
 
     async fn delete(&self, key: &str) -> Result<()> {
         let full = self.full_key(key)?;
-        match self.client.delete_object().bucket(&self.bucket).key(&full).send().await {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if error_code(&e) == Some("NoSuchKey") => Ok(()),
             Err(e) => Err(map_sdk_error(Op::Delete, &self.what(&full), e)),
@@ -426,14 +463,19 @@ impl ObjectStore for S3ObjectStore {
                     (true, Some(s)) if s.is_restore_in_progress() == Some(true) => {
                         RestoreStatus::InProgress
                     }
-                    (true, Some(s)) if s.restore_expiry_date().is_some() => RestoreStatus::Restored {
-                        expiry_ms: date_ms(s.restore_expiry_date()),
-                    },
+                    (true, Some(s)) if s.restore_expiry_date().is_some() => {
+                        RestoreStatus::Restored {
+                            expiry_ms: date_ms(s.restore_expiry_date()),
+                        }
+                    }
                     (true, _) => RestoreStatus::Archived,
                 };
                 out.push(ObjectMeta {
                     key: key.to_string(),
-                    size: object.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                    size: object
+                        .size()
+                        .and_then(|n| u64::try_from(n).ok())
+                        .unwrap_or(0),
                     storage_class,
                     restore,
                     last_modified_ms: date_ms(object.last_modified()),
@@ -464,7 +506,11 @@ impl ObjectStore for S3ObjectStore {
             .send()
             .await
             .map_err(|e| {
-                map_sdk_error(Op::Copy, &format!("{} to {full_to}", self.what(&full_from)), e)
+                map_sdk_error(
+                    Op::Copy,
+                    &format!("{} to {full_to}", self.what(&full_from)),
+                    e,
+                )
             })?;
         Ok(())
     }
@@ -479,7 +525,10 @@ impl ObjectStore for S3ObjectStore {
             .tier(Tier::Standard)
             .build()
             .map_err(|e| Error::internal("build restore request").with_source(e))?;
-        let request = RestoreRequest::builder().days(days).glacier_job_parameters(job).build();
+        let request = RestoreRequest::builder()
+            .days(days)
+            .glacier_job_parameters(job)
+            .build();
         let sent = self
             .client
             .restore_object()
@@ -493,7 +542,9 @@ impl ObjectStore for S3ObjectStore {
             Err(e) if error_code(&e) == Some("RestoreAlreadyInProgress") => Ok(()),
             Err(e) => {
                 let err = map_sdk_error(Op::Restore, &self.what(&full), e);
-                if err.kind() == ErrorKind::InvalidInput && err.context().contains("InvalidObjectState") {
+                if err.kind() == ErrorKind::InvalidInput
+                    && err.context().contains("InvalidObjectState")
+                {
                     Err(err.context_prefix("the object's class needs no restore"))
                 } else {
                     Err(err)

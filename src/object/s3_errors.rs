@@ -3,9 +3,9 @@
 //! Messages name the operation, bucket and key, the S3 error code and HTTP status; they
 //! never contain credentials (the SDK's errors do not carry them either).
 
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
-use aws_sdk_s3::config::http::HttpResponse;
 
 use super::RestoreStatus;
 use crate::error::{Error, ErrorKind};
@@ -46,12 +46,14 @@ where
     let ctx = format!("s3 {} {what}", op.as_str());
     let (kind, detail) = match &err {
         SdkError::TimeoutError(_) => (ErrorKind::Unavailable, "timed out".to_string()),
-        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
-            (ErrorKind::Unavailable, "could not reach the endpoint".to_string())
-        }
-        SdkError::DispatchFailure(d) if d.is_user() => {
-            (ErrorKind::InvalidInput, "the request could not be sent (check the endpoint)".into())
-        }
+        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => (
+            ErrorKind::Unavailable,
+            "could not reach the endpoint".to_string(),
+        ),
+        SdkError::DispatchFailure(d) if d.is_user() => (
+            ErrorKind::InvalidInput,
+            "the request could not be sent (check the endpoint)".into(),
+        ),
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
             let text = DisplayErrorContext(&err).to_string().to_ascii_lowercase();
             if text.contains("credential") || text.contains("identity") {
@@ -62,20 +64,33 @@ where
                         .to_string(),
                 )
             } else if matches!(err, SdkError::DispatchFailure(_)) {
-                (ErrorKind::Unavailable, "the request could not be sent".to_string())
+                (
+                    ErrorKind::Unavailable,
+                    "the request could not be sent".to_string(),
+                )
             } else {
-                (ErrorKind::Internal, "the request could not be built".to_string())
+                (
+                    ErrorKind::Internal,
+                    "the request could not be built".to_string(),
+                )
             }
         }
         SdkError::ResponseError(r) => {
             let status = r.raw().status().as_u16();
-            (status_kind(status), format!("unreadable response (HTTP {status})"))
+            (
+                status_kind(status),
+                format!("unreadable response (HTTP {status})"),
+            )
         }
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
             let code = se.err().code().unwrap_or("");
             let kind = service_kind(op, code, status);
-            let code = if code.is_empty() { "no error code" } else { code };
+            let code = if code.is_empty() {
+                "no error code"
+            } else {
+                code
+            };
             let hint = match kind {
                 ErrorKind::InvalidInput if is_auth(code, status) => {
                     ": access denied (check credentials and the bucket's permissions)"
@@ -120,8 +135,13 @@ fn service_kind(op: Op, code: &str, status: u16) -> ErrorKind {
         // A missing bucket is a configuration problem, not a missing object.
         "NoSuchBucket" => ErrorKind::InvalidInput,
         "InvalidRange" => ErrorKind::InvalidInput,
-        "SlowDown" | "Throttling" | "ThrottlingException" | "RequestTimeout" | "InternalError"
-        | "ServiceUnavailable" | "RequestTimeTooSkewed" => ErrorKind::Unavailable,
+        "SlowDown"
+        | "Throttling"
+        | "ThrottlingException"
+        | "RequestTimeout"
+        | "InternalError"
+        | "ServiceUnavailable"
+        | "RequestTimeTooSkewed" => ErrorKind::Unavailable,
         _ if is_auth(code, status) => ErrorKind::InvalidInput,
         _ => status_kind(status),
     }
@@ -149,7 +169,9 @@ pub(crate) fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse
 /// `ongoing-request="true"` → `InProgress`, `ongoing-request="false", expiry-date="…"` →
 /// `Restored` (expiry in ms when the date parses).
 pub(crate) fn parse_restore_header(header: Option<&str>) -> RestoreStatus {
-    let Some(h) = header else { return RestoreStatus::Archived };
+    let Some(h) = header else {
+        return RestoreStatus::Archived;
+    };
     let lower = h.to_ascii_lowercase();
     if lower.contains("ongoing-request=\"true\"") {
         return RestoreStatus::InProgress;
@@ -173,7 +195,8 @@ fn quoted_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 
 /// Milliseconds since the epoch of an SDK date, if representable.
 pub(crate) fn date_ms(dt: Option<&DateTime>) -> Option<u64> {
-    dt.and_then(|d| d.to_millis().ok()).and_then(|ms| u64::try_from(ms).ok())
+    dt.and_then(|d| d.to_millis().ok())
+        .and_then(|ms| u64::try_from(ms).ok())
 }
 
 #[cfg(test)]
@@ -191,7 +214,9 @@ mod tests {
             parse_restore_header(Some(
                 "ongoing-request=\"false\", expiry-date=\"Fri, 21 Dec 2012 00:00:00 GMT\""
             )),
-            RestoreStatus::Restored { expiry_ms: Some(1_356_048_000_000) }
+            RestoreStatus::Restored {
+                expiry_ms: Some(1_356_048_000_000)
+            }
         );
         assert_eq!(
             parse_restore_header(Some("ongoing-request=\"false\", expiry-date=\"soon\"")),
@@ -201,16 +226,40 @@ mod tests {
 
     #[test]
     fn codes_map_to_kinds() {
-        assert_eq!(service_kind(Op::Get, "InvalidObjectState", 403), ErrorKind::RestorePending);
-        assert_eq!(service_kind(Op::Restore, "InvalidObjectState", 403), ErrorKind::InvalidInput);
-        assert_eq!(service_kind(Op::Copy, "ObjectNotInActiveTierError", 403), ErrorKind::RestorePending);
+        assert_eq!(
+            service_kind(Op::Get, "InvalidObjectState", 403),
+            ErrorKind::RestorePending
+        );
+        assert_eq!(
+            service_kind(Op::Restore, "InvalidObjectState", 403),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            service_kind(Op::Copy, "ObjectNotInActiveTierError", 403),
+            ErrorKind::RestorePending
+        );
         assert_eq!(service_kind(Op::Get, "NoSuchKey", 404), ErrorKind::NotFound);
         assert_eq!(service_kind(Op::Head, "", 404), ErrorKind::NotFound);
-        assert_eq!(service_kind(Op::Get, "InvalidRange", 416), ErrorKind::InvalidInput);
-        assert_eq!(service_kind(Op::Put, "SlowDown", 503), ErrorKind::Unavailable);
+        assert_eq!(
+            service_kind(Op::Get, "InvalidRange", 416),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            service_kind(Op::Put, "SlowDown", 503),
+            ErrorKind::Unavailable
+        );
         assert_eq!(service_kind(Op::Put, "", 502), ErrorKind::Unavailable);
-        assert_eq!(service_kind(Op::Put, "AccessDenied", 403), ErrorKind::InvalidInput);
-        assert_eq!(service_kind(Op::Get, "SignatureDoesNotMatch", 403), ErrorKind::InvalidInput);
-        assert_eq!(service_kind(Op::Restore, "MethodNotAllowed", 405), ErrorKind::InvalidInput);
+        assert_eq!(
+            service_kind(Op::Put, "AccessDenied", 403),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            service_kind(Op::Get, "SignatureDoesNotMatch", 403),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            service_kind(Op::Restore, "MethodNotAllowed", 405),
+            ErrorKind::InvalidInput
+        );
     }
 }

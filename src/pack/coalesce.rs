@@ -73,7 +73,10 @@ pub fn coalesce(spans: &[(u64, u32)], max_gap: u64, max_len: u64) -> Vec<Fetch> 
                 continue;
             }
         }
-        out.push(Fetch { range: offset..end, members: vec![i] });
+        out.push(Fetch {
+            range: offset..end,
+            members: vec![i],
+        });
     }
     out
 }

@@ -433,7 +433,13 @@ pub fn parse_index(footer: &Footer, index_bytes: &[u8]) -> Result<Vec<PackEntry>
         if !seen.insert(chunk) {
             return Err(bad(format!("chunk {} listed twice", chunk.short())));
         }
-        entries.push(PackEntry { chunk, offset, stored_len, raw_len, compressed });
+        entries.push(PackEntry {
+            chunk,
+            offset,
+            stored_len,
+            raw_len,
+            compressed,
+        });
     }
     if next_offset != footer.index_offset {
         return Err(Error::corrupt(format!(
@@ -602,7 +608,9 @@ fn decompress_bounded(stored: &[u8], raw_len: u32, expected: &ChunkId) -> Result
         .decompress_to_buffer(stored, &mut out)
         .map_err(|e| bad("zstd decompression failed".to_string()).with_source(e))?;
     if n != cap || out.len() != cap {
-        return Err(bad(format!("decompressed to {n} bytes, expected {raw_len}")));
+        return Err(bad(format!(
+            "decompressed to {n} bytes, expected {raw_len}"
+        )));
     }
     Ok(out)
 }
@@ -700,7 +708,9 @@ impl PackBuilder {
             return Ok(());
         }
         if self.entries.len() >= u32::MAX as usize {
-            return Err(Error::invalid("pack already holds the maximum number of chunks"));
+            return Err(Error::invalid(
+                "pack already holds the maximum number of chunks",
+            ));
         }
 
         let offset = self.data.len() as u64;
@@ -717,7 +727,13 @@ impl PackBuilder {
         };
         let stored_len = u32::try_from(stored_len)
             .map_err(|_| Error::internal("stored length exceeds the raw length"))?;
-        self.entries.push(PackEntry { chunk: id, offset, stored_len, raw_len, compressed });
+        self.entries.push(PackEntry {
+            chunk: id,
+            offset,
+            stored_len,
+            raw_len,
+            compressed,
+        });
         self.seen.insert(id);
         Ok(())
     }
@@ -731,13 +747,13 @@ impl PackBuilder {
         let compressor = match &mut self.compressor {
             Some(c) => c,
             slot => slot.insert(
-                zstd::bulk::Compressor::new(self.level).map_err(|e| {
-                    Error::internal("creating a zstd compressor").with_source(e)
-                })?,
+                zstd::bulk::Compressor::new(self.level)
+                    .map_err(|e| Error::internal("creating a zstd compressor").with_source(e))?,
             ),
         };
         self.scratch.clear();
-        self.scratch.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        self.scratch
+            .reserve(zstd::zstd_safe::compress_bound(raw.len()));
         let n = compressor
             .compress_to_buffer(raw, &mut self.scratch)
             .map_err(|e| Error::internal("zstd compression failed").with_source(e))?;
@@ -777,7 +793,9 @@ impl PackBuilder {
         if self.entries.is_empty() {
             return Err(Error::invalid("refusing to finish an empty pack"));
         }
-        let PackBuilder { mut data, entries, .. } = self;
+        let PackBuilder {
+            mut data, entries, ..
+        } = self;
         let chunk_count = u32::try_from(entries.len())
             .map_err(|_| Error::internal("pack chunk count exceeds u32"))?;
         let index_offset = data.len() as u64;
@@ -796,7 +814,11 @@ impl PackBuilder {
         };
         data.extend_from_slice(&footer.to_bytes());
         let id = PackId::of(&data);
-        Ok(BuiltPack { id, bytes: Bytes::from(data), entries })
+        Ok(BuiltPack {
+            id,
+            bytes: Bytes::from(data),
+            entries,
+        })
     }
 }
 

@@ -23,7 +23,9 @@ fn text_bytes(n: usize, len: usize) -> Vec<u8> {
     let mut s = String::new();
     let mut i = 0;
     while s.len() < len {
-        s.push_str(&format!("line {i} of chunk {n}: the quick brown fox jumps over the lazy dog\n"));
+        s.push_str(&format!(
+            "line {i} of chunk {n}: the quick brown fox jumps over the lazy dog\n"
+        ));
         i += 1;
     }
     s.truncate(len);
@@ -93,16 +95,25 @@ fn round_trip_text_compressed_random_raw() {
         }
         let got = extract_chunk(&pack.bytes, entry).unwrap();
         assert_eq!(&got[..], &raw[..]);
-        let stored = pack.bytes.slice(entry.offset as usize..entry.stored_range().end as usize);
-        let owned = decode_chunk_owned(stored, entry.raw_len, entry.compressed, &entry.chunk).unwrap();
+        let stored = pack
+            .bytes
+            .slice(entry.offset as usize..entry.stored_range().end as usize);
+        let owned =
+            decode_chunk_owned(stored, entry.raw_len, entry.compressed, &entry.chunk).unwrap();
         assert_eq!(&owned[..], &raw[..]);
     }
     assert_eq!(read_index(&pack.bytes).unwrap(), pack.entries);
     assert_eq!(verify_pack(&pack.bytes).unwrap(), pack.entries);
     // The whole layout adds up: chunks, then index, then footer.
     let stored: u64 = pack.entries.iter().map(|e| u64::from(e.stored_len)).sum();
-    assert_eq!(pack.bytes.len() as u64, stored + (chunks.len() * ENTRY_LEN + FOOTER_LEN) as u64);
-    assert_eq!(&pack.bytes[pack.bytes.len() - FOOTER_LEN..][..8], b"STRTPACK");
+    assert_eq!(
+        pack.bytes.len() as u64,
+        stored + (chunks.len() * ENTRY_LEN + FOOTER_LEN) as u64
+    );
+    assert_eq!(
+        &pack.bytes[pack.bytes.len() - FOOTER_LEN..][..8],
+        b"STRTPACK"
+    );
 }
 
 #[test]
@@ -111,7 +122,9 @@ fn raw_chunk_decode_is_zero_copy() {
     let pack = build(std::slice::from_ref(&raw));
     let e = pack.entries[0];
     assert!(!e.compressed);
-    let stored = pack.bytes.slice(e.offset as usize..e.stored_range().end as usize);
+    let stored = pack
+        .bytes
+        .slice(e.offset as usize..e.stored_range().end as usize);
     let ptr = stored.as_ptr();
     let got = decode_chunk_owned(stored, e.raw_len, false, &e.chunk).unwrap();
     assert_eq!(got.as_ptr(), ptr);
@@ -196,7 +209,10 @@ fn footer_and_index_parse_from_the_tail_only() {
     assert_eq!(footer.index_len as usize, pack.entries.len() * ENTRY_LEN);
     assert_eq!(footer.pack_len(), bytes.len() as u64);
     footer.check_pack_len(bytes.len() as u64).unwrap();
-    assert_corrupt(footer.check_pack_len(bytes.len() as u64 + 1), "length check");
+    assert_corrupt(
+        footer.check_pack_len(bytes.len() as u64 + 1),
+        "length check",
+    );
     let r = footer.index_range();
     let index = &bytes[r.start as usize..r.end as usize];
     assert_eq!(parse_index(&footer, index).unwrap(), pack.entries);
@@ -223,8 +239,14 @@ fn every_single_byte_flip_in_footer_or_index_is_corrupt() {
         for mask in [0x01u8, 0x10, 0x80, 0xff] {
             let mut bad = pack.bytes.to_vec();
             bad[pos] ^= mask;
-            assert_corrupt(read_index(&bad), &format!("whole pack, byte {pos} ^ {mask:#x}"));
-            assert_corrupt(index_via_tail(&bad), &format!("tail path, byte {pos} ^ {mask:#x}"));
+            assert_corrupt(
+                read_index(&bad),
+                &format!("whole pack, byte {pos} ^ {mask:#x}"),
+            );
+            assert_corrupt(
+                index_via_tail(&bad),
+                &format!("tail path, byte {pos} ^ {mask:#x}"),
+            );
             checked += 1;
         }
     }
@@ -264,10 +286,18 @@ fn flipped_chunk_byte_is_caught_by_decode_chunk() {
         bad[pos] ^= 0x04;
         // The index is untouched, so it still reads; the chunk does not.
         let entries = read_index(&bad).unwrap();
-        let e = entries.iter().find(|e| e.stored_range().contains(&(pos as u64))).unwrap();
+        let e = entries
+            .iter()
+            .find(|e| e.stored_range().contains(&(pos as u64)))
+            .unwrap();
         let r = e.stored_range();
         assert_corrupt(
-            decode_chunk(&bad[r.start as usize..r.end as usize], e.raw_len, e.compressed, &e.chunk),
+            decode_chunk(
+                &bad[r.start as usize..r.end as usize],
+                e.raw_len,
+                e.compressed,
+                &e.chunk,
+            ),
             &format!("chunk byte {pos} (compressed: {})", e.compressed),
         );
         assert_corrupt(verify_pack(&bad), &format!("verify_pack, byte {pos}"));
@@ -287,26 +317,44 @@ fn decode_chunk_rejects_wrong_sizes_and_ids() {
     assert_corrupt(decode_chunk(&frame, n - 1, true, &id), "raw_len too small");
     assert_corrupt(decode_chunk(&frame, n + 1, true, &id), "raw_len too large");
     // Truncated frame, trailing garbage, not a frame at all.
-    assert_corrupt(decode_chunk(&frame[..frame.len() - 1], n, true, &id), "truncated frame");
+    assert_corrupt(
+        decode_chunk(&frame[..frame.len() - 1], n, true, &id),
+        "truncated frame",
+    );
     let mut extended = frame.clone();
     extended.push(0);
     assert_corrupt(decode_chunk(&extended, n, true, &id), "trailing byte");
-    assert_corrupt(decode_chunk(&text, n, true, &id), "raw bytes flagged compressed");
+    assert_corrupt(
+        decode_chunk(&text, n, true, &id),
+        "raw bytes flagged compressed",
+    );
     assert_corrupt(decode_chunk(&[], 0, true, &ChunkId::of(b"")), "empty frame");
     // Two concatenated frames are not one chunk.
     let mut two = frame.clone();
     two.extend_from_slice(&frame);
     assert_corrupt(decode_chunk(&two, 2 * n, true, &id), "two frames");
     // Raw chunk: exact length required, hash checked.
-    assert_corrupt(decode_chunk(&text, n + 1, false, &id), "raw length mismatch");
+    assert_corrupt(
+        decode_chunk(&text, n + 1, false, &id),
+        "raw length mismatch",
+    );
     assert_corrupt(decode_chunk(&text[1..], n - 1, false, &id), "raw short");
-    assert_corrupt(decode_chunk(&text, n, false, &ChunkId::of(b"x")), "raw wrong id");
-    assert_corrupt(decode_chunk(&frame, n, true, &ChunkId::of(b"x")), "compressed wrong id");
+    assert_corrupt(
+        decode_chunk(&text, n, false, &ChunkId::of(b"x")),
+        "raw wrong id",
+    );
+    assert_corrupt(
+        decode_chunk(&frame, n, true, &ChunkId::of(b"x")),
+        "compressed wrong id",
+    );
     // A frame that says its size nowhere is rejected up front.
     let mut cctx = zstd::bulk::Compressor::new(3).unwrap();
     cctx.include_contentsize(false).unwrap();
     let sizeless = cctx.compress(&text).unwrap();
-    assert_corrupt(decode_chunk(&sizeless, n, true, &id), "frame without content size");
+    assert_corrupt(
+        decode_chunk(&sizeless, n, true, &id),
+        "frame without content size",
+    );
 }
 
 #[test]
@@ -321,7 +369,10 @@ fn zstd_bomb_is_corrupt_not_an_allocation() {
     let mut cctx = zstd::bulk::Compressor::new(3).unwrap();
     cctx.include_contentsize(false).unwrap();
     let sizeless = cctx.compress(&zeros).unwrap();
-    assert_corrupt(decode_chunk(&sizeless, 1000, true, &id), "bomb, no declared size");
+    assert_corrupt(
+        decode_chunk(&sizeless, 1000, true, &id),
+        "bomb, no declared size",
+    );
     // The bounded decompression path itself also refuses to exceed raw_len.
     let mut out = Vec::with_capacity(1000);
     assert!(zstd::bulk::Decompressor::new()
@@ -337,10 +388,16 @@ fn truncated_or_extended_packs_are_rejected() {
     let bytes = &pack.bytes[..];
     for len in 0..bytes.len() {
         assert_corrupt(read_index(&bytes[..len]), &format!("first {len} bytes"));
-        assert_corrupt(verify_pack(&bytes[..len]), &format!("verify first {len} bytes"));
+        assert_corrupt(
+            verify_pack(&bytes[..len]),
+            &format!("verify first {len} bytes"),
+        );
     }
     for cut in [1, 7, 100, bytes.len() - FOOTER_LEN] {
-        assert_corrupt(read_index(&bytes[cut..]), &format!("missing first {cut} bytes"));
+        assert_corrupt(
+            read_index(&bytes[cut..]),
+            &format!("missing first {cut} bytes"),
+        );
     }
     let mut longer = bytes.to_vec();
     longer.insert(0, 0);
@@ -348,7 +405,10 @@ fn truncated_or_extended_packs_are_rejected() {
     let mut longer = bytes.to_vec();
     longer.push(0);
     assert_corrupt(read_index(&longer), "one byte appended");
-    assert_corrupt(parse_footer(&bytes[bytes.len() - FOOTER_LEN + 1..]), "short tail");
+    assert_corrupt(
+        parse_footer(&bytes[bytes.len() - FOOTER_LEN + 1..]),
+        "short tail",
+    );
 }
 
 fn reseal(index: &[u8], index_offset: u64) -> Vec<u8> {
@@ -369,7 +429,8 @@ fn checksummed_but_inconsistent_indexes_are_corrupt() {
     let bytes = &pack.bytes[..];
     let footer = parse_footer(bytes).unwrap();
     let data = &bytes[..footer.index_offset as usize];
-    let index = bytes[footer.index_range().start as usize..footer.index_range().end as usize].to_vec();
+    let index =
+        bytes[footer.index_range().start as usize..footer.index_range().end as usize].to_vec();
     let rebuild = |index: &[u8], index_offset: u64| {
         let mut p = data.to_vec();
         p.extend_from_slice(index);
@@ -385,20 +446,32 @@ fn checksummed_but_inconsistent_indexes_are_corrupt() {
 
     let mut bad = index.clone();
     bad[flags_at(first_text)] |= 0x02;
-    assert_corrupt(read_index(&rebuild(&bad, footer.index_offset)), "unknown flag bit");
+    assert_corrupt(
+        read_index(&rebuild(&bad, footer.index_offset)),
+        "unknown flag bit",
+    );
 
     let mut bad = index.clone();
     bad[flags_at(first_text)] = 0;
-    assert_corrupt(read_index(&rebuild(&bad, footer.index_offset)), "compressed marked raw");
+    assert_corrupt(
+        read_index(&rebuild(&bad, footer.index_offset)),
+        "compressed marked raw",
+    );
 
     let mut bad = index.clone();
     bad[flags_at(first_raw)] = FLAG_ZSTD;
-    assert_corrupt(read_index(&rebuild(&bad, footer.index_offset)), "raw marked compressed");
+    assert_corrupt(
+        read_index(&rebuild(&bad, footer.index_offset)),
+        "raw marked compressed",
+    );
 
     // Offsets not back to back.
     let mut bad = index.clone();
     bad[ENTRY_LEN + 32 + 7] ^= 1;
-    assert_corrupt(read_index(&rebuild(&bad, footer.index_offset)), "gap between chunks");
+    assert_corrupt(
+        read_index(&rebuild(&bad, footer.index_offset)),
+        "gap between chunks",
+    );
 
     // Same chunk listed twice (second record copies the first).
     let mut two = index[..ENTRY_LEN].to_vec();
@@ -406,7 +479,8 @@ fn checksummed_but_inconsistent_indexes_are_corrupt() {
     let mut second_offset = u64::from(pack.entries[0].stored_len).to_be_bytes().to_vec();
     two[ENTRY_LEN + 32..ENTRY_LEN + 40].swap_with_slice(&mut second_offset);
     let mut p = data[..2 * pack.entries[0].stored_len as usize].to_vec();
-    p[pack.entries[0].stored_len as usize..].copy_from_slice(&data[..pack.entries[0].stored_len as usize]);
+    p[pack.entries[0].stored_len as usize..]
+        .copy_from_slice(&data[..pack.entries[0].stored_len as usize]);
     p.extend_from_slice(&two);
     p.extend_from_slice(&reseal(&two, 2 * u64::from(pack.entries[0].stored_len)));
     assert_corrupt(read_index(&p), "duplicate chunk id");
@@ -464,7 +538,11 @@ fn zstd_levels_are_clamped_and_all_work() {
             b.add(ChunkId::of(c), c).unwrap();
         }
         let pack = b.finish().unwrap();
-        assert_eq!(verify_pack(&pack.bytes).unwrap(), pack.entries, "level {level}");
+        assert_eq!(
+            verify_pack(&pack.bytes).unwrap(),
+            pack.entries,
+            "level {level}"
+        );
     }
 }
 
@@ -481,9 +559,23 @@ fn pack_id_hex_parse_display_and_serde() {
     assert_eq!(format!("{id:?}"), format!("PackId({})", &hex[..12]));
     assert_eq!(PackId::from_slice(id.as_bytes()).unwrap(), id);
     assert_eq!(PackId::from_bytes(*id.as_bytes()), id);
-    assert_eq!(PackId::from_slice(&[0; 31]).unwrap_err().kind(), ErrorKind::InvalidInput);
-    for bad in ["", "abc", &"g".repeat(64), &"a".repeat(63), &"a".repeat(65), &"é".repeat(32)] {
-        assert_eq!(bad.parse::<PackId>().unwrap_err().kind(), ErrorKind::InvalidInput, "{bad}");
+    assert_eq!(
+        PackId::from_slice(&[0; 31]).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    for bad in [
+        "",
+        "abc",
+        &"g".repeat(64),
+        &"a".repeat(63),
+        &"a".repeat(65),
+        &"é".repeat(32),
+    ] {
+        assert_eq!(
+            bad.parse::<PackId>().unwrap_err().kind(),
+            ErrorKind::InvalidInput,
+            "{bad}"
+        );
     }
     let json = serde_json::to_string(&id).unwrap();
     assert_eq!(json, format!("\"{hex}\""));
@@ -508,18 +600,39 @@ fn builder_and_pack_are_send_and_sync() {
 fn coalesce_merges_adjacent_and_near_spans() {
     // Adjacent spans merge even with max_gap 0.
     let f = coalesce(&[(0, 10), (10, 5), (15, 1)], 0, u64::MAX);
-    assert_eq!(f, vec![Fetch { range: 0..16, members: vec![0, 1, 2] }]);
+    assert_eq!(
+        f,
+        vec![Fetch {
+            range: 0..16,
+            members: vec![0, 1, 2]
+        }]
+    );
     // A gap of exactly max_gap merges; one byte more does not.
     let spans = [(0, 10), (14, 6), (30, 10)];
     let f = coalesce(&spans, 4, u64::MAX);
     assert_eq!(
         f,
-        vec![Fetch { range: 0..20, members: vec![0, 1] }, Fetch { range: 30..40, members: vec![2] }]
+        vec![
+            Fetch {
+                range: 0..20,
+                members: vec![0, 1]
+            },
+            Fetch {
+                range: 30..40,
+                members: vec![2]
+            }
+        ]
     );
     let f = coalesce(&spans, 3, u64::MAX);
     assert_eq!(f.len(), 3);
     let f = coalesce(&spans, 10, u64::MAX);
-    assert_eq!(f, vec![Fetch { range: 0..40, members: vec![0, 1, 2] }]);
+    assert_eq!(
+        f,
+        vec![Fetch {
+            range: 0..40,
+            members: vec![0, 1, 2]
+        }]
+    );
     // Slicing each member out of its read.
     let read = &f[0];
     assert_eq!(read.len(), 40);
@@ -536,12 +649,27 @@ fn coalesce_sorts_dedups_and_respects_max_len() {
     assert!(coalesce(&[], 100, u64::MAX).is_empty());
     // Input order does not matter; members come back in offset order.
     let f = coalesce(&[(20, 10), (0, 10), (10, 10)], 0, u64::MAX);
-    assert_eq!(f, vec![Fetch { range: 0..30, members: vec![1, 2, 0] }]);
+    assert_eq!(
+        f,
+        vec![Fetch {
+            range: 0..30,
+            members: vec![1, 2, 0]
+        }]
+    );
     // A chunk used twice is fetched once.
     let f = coalesce(&[(0, 10), (50, 10), (0, 10)], 0, u64::MAX);
     assert_eq!(
         f,
-        vec![Fetch { range: 0..10, members: vec![0, 2] }, Fetch { range: 50..60, members: vec![1] }]
+        vec![
+            Fetch {
+                range: 0..10,
+                members: vec![0, 2]
+            },
+            Fetch {
+                range: 50..60,
+                members: vec![1]
+            }
+        ]
     );
     // max_len caps a read; a span longer than max_len stands alone.
     let f = coalesce(&[(0, 10), (10, 10), (20, 10), (30, 50), (80, 5)], 0, 20);
@@ -549,10 +677,22 @@ fn coalesce_sorts_dedups_and_respects_max_len() {
     assert_eq!(ranges, vec![0..20, 20..30, 30..80, 80..85]);
     // ...and its duplicate does not cost another read.
     let f = coalesce(&[(0, 100), (0, 100)], 0, 50);
-    assert_eq!(f, vec![Fetch { range: 0..100, members: vec![0, 1] }]);
+    assert_eq!(
+        f,
+        vec![Fetch {
+            range: 0..100,
+            members: vec![0, 1]
+        }]
+    );
     // Zero-length spans ride along.
     let f = coalesce(&[(0, 10), (10, 0)], 0, 10);
-    assert_eq!(f, vec![Fetch { range: 0..10, members: vec![0, 1] }]);
+    assert_eq!(
+        f,
+        vec![Fetch {
+            range: 0..10,
+            members: vec![0, 1]
+        }]
+    );
 }
 
 #[test]

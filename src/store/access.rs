@@ -24,7 +24,10 @@ pub struct AccessLog {
 impl AccessLog {
     /// An empty log flushing into `meta`.
     pub fn new(meta: Arc<dyn MetaStore>) -> Self {
-        AccessLog { pending: Mutex::new(HashMap::new()), meta }
+        AccessLog {
+            pending: Mutex::new(HashMap::new()),
+            meta,
+        }
     }
 
     /// Count one read of `id` at `now_ms`.

@@ -82,7 +82,11 @@ impl Store {
         let mut cold_packs = std::collections::BTreeSet::new();
         for page in ids.chunks(PAGE) {
             for (id, locs) in self.inner.meta.locations_many(page).await? {
-                cold_packs.extend(locs.iter().filter(|l| l.tier == Tier::Cold && l.health == Health::Ok).map(|l| l.pack.clone()));
+                cold_packs.extend(
+                    locs.iter()
+                        .filter(|l| l.tier == Tier::Cold && l.health == Health::Ok)
+                        .map(|l| l.pack.clone()),
+                );
                 let size = sizes.get(&id).copied().unwrap_or(0);
                 let healthy = |t: Tier| locs.iter().any(|l| l.tier == t && l.health == Health::Ok);
                 tiers.hot += if healthy(Tier::Hot) { size } else { 0 };
@@ -152,7 +156,11 @@ impl Store {
             if candidates.is_empty() {
                 break;
             }
-            let removed = self.inner.meta.gc_remove(&candidates, &self.inner.node).await?;
+            let removed = self
+                .inner
+                .meta
+                .gc_remove(&candidates, &self.inner.node)
+                .await?;
             for id in &removed {
                 self.inner.chunks.invalidate(id).await;
             }
@@ -187,7 +195,11 @@ impl Store {
                     let page = self.inner.meta.list_chunks(after, PAGE).await?;
                     let Some(last) = page.last() else { break };
                     after = Some(last.id);
-                    let ids: Vec<ChunkId> = page.iter().filter(|c| c.refcount > 0).map(|c| c.id).collect();
+                    let ids: Vec<ChunkId> = page
+                        .iter()
+                        .filter(|c| c.refcount > 0)
+                        .map(|c| c.id)
+                        .collect();
                     self.verify_chunks(&ids, &mut report).await?;
                 }
             }
@@ -211,12 +223,21 @@ impl Store {
                 None => Health::Missing,
             };
             report.bytes_checked += bytes.as_ref().map_or(0, |b| b.len() as u64);
-            let location = local.cloned().unwrap_or_else(|| Location::hot(*id, &node, 0, now));
+            let location = local
+                .cloned()
+                .unwrap_or_else(|| Location::hot(*id, &node, 0, now));
             if local.is_some() || health != Health::Missing {
-                records.push(VerifyRecord { location, health, at_ms: now, detail: "verify".into() });
+                records.push(VerifyRecord {
+                    location,
+                    health,
+                    at_ms: now,
+                    detail: "verify".into(),
+                });
             }
             // Another node's or tier's healthy copy still counts (it can be read there).
-            let elsewhere = locs.iter().any(|l| l.health == Health::Ok && !(l.tier == Tier::Hot && l.node == node));
+            let elsewhere = locs
+                .iter()
+                .any(|l| l.health == Health::Ok && !(l.tier == Tier::Hot && l.node == node));
             match health {
                 Health::Ok => {}
                 Health::Corrupt => {

@@ -96,7 +96,8 @@ impl Store {
     /// Open with some components replaced.
     pub async fn open_with(settings: Settings, components: Components) -> Result<Store> {
         settings.validate()?;
-        let needs_db = components.hot.is_none() || (components.meta.is_none() && settings.meta_postgres().is_none());
+        let needs_db = components.hot.is_none()
+            || (components.meta.is_none() && settings.meta_postgres().is_none());
         let db = if needs_db {
             let dir = settings.data_dir.clone();
             let hot_settings = settings.hot.clone();
@@ -110,11 +111,15 @@ impl Store {
         };
         let (meta, wal_shared): (Arc<dyn MetaStore>, bool) = match (components.meta, &db) {
             (Some(m), _) => (m, false),
-            (None, Some(db)) if settings.meta_postgres().is_none() => {
-                (Arc::new(EmbeddedMeta::new(db.clone(), settings.hot.sync)?), true)
-            }
+            (None, Some(db)) if settings.meta_postgres().is_none() => (
+                Arc::new(EmbeddedMeta::new(db.clone(), settings.hot.sync)?),
+                true,
+            ),
             (None, _) => match settings.meta_postgres() {
-                Some(pg) => (Arc::new(crate::meta::postgres::PostgresMeta::connect(pg).await?), false),
+                Some(pg) => (
+                    Arc::new(crate::meta::postgres::PostgresMeta::connect(pg).await?),
+                    false,
+                ),
                 None => return Err(Error::internal("no metadata store configured")),
             },
         };
@@ -128,7 +133,9 @@ impl Store {
             (None, None) => return Err(Error::internal("no hot tier configured")),
         };
         let clock = components.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let tiers = crate::tier::Tiers::build(&settings, components.warm, components.cold, clock.clone()).await?;
+        let tiers =
+            crate::tier::Tiers::build(&settings, components.warm, components.cold, clock.clone())
+                .await?;
         let cache_bytes = settings.cache.bytes;
         // Chunk bytes get most of the budget; manifests and records are small.
         let weigh_cap = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
@@ -136,14 +143,19 @@ impl Store {
             .max_capacity(cache_bytes / 8 * 7)
             .weigher(move |_: &ChunkId, v: &Bytes| weigh_cap(v.len()))
             .build();
-        let blobs = Cache::builder().max_capacity((cache_bytes / 64).max(1024) / 64).build();
+        let blobs = Cache::builder()
+            .max_capacity((cache_bytes / 64).max(1024) / 64)
+            .build();
         let manifests = Cache::builder()
             .max_capacity(cache_bytes / 16)
             .weigher(move |_: &BlobId, v: &Arc<Vec<ManifestEntry>>| weigh_cap(v.len() * 48))
             .build();
         let access = Arc::new(AccessLog::new(meta.clone()));
         let mut workers = WorkerSet::new();
-        workers.start(access.clone(), Duration::from_millis(settings.access.flush_interval_ms.max(10)));
+        workers.start(
+            access.clone(),
+            Duration::from_millis(settings.access.flush_interval_ms.max(10)),
+        );
         Ok(Store {
             inner: Arc::new(Inner {
                 settings,
@@ -188,13 +200,13 @@ impl Store {
     /// Whether the blob is committed.
     pub async fn contains(&self, id: &BlobId) -> Result<bool> {
         self.check_open()?;
-        Ok(self.blob_record(id).await.map(|_| true).or_else(|e| {
+        self.blob_record(id).await.map(|_| true).or_else(|e| {
             if e.kind() == crate::ErrorKind::NotFound {
                 Ok(false)
             } else {
                 Err(e)
             }
-        })?)
+        })
     }
 
     /// Stop background work (flushing access statistics) and make everything durable.

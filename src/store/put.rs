@@ -20,10 +20,13 @@ use super::Store;
 use crate::chunking::StreamChunker;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, ChunkId};
-use crate::model::{BlobCommit, BlobRecord, ChunkerParams, CommitOutcome, Health, Location, ManifestEntry, VerifyRecord};
+use crate::model::{
+    BlobCommit, BlobRecord, ChunkerParams, CommitOutcome, Health, Location, ManifestEntry,
+    VerifyRecord,
+};
 
 /// Size of the blocks read from the input and handed to the chunker.
-const BLOCK_BYTES: usize = 4 << 20;
+const BLOCK_BYTES: usize = 1 << 20;
 /// Blocks or batches in flight per channel.
 const CHANNEL_DEPTH: usize = 2;
 /// New bytes a put writes through the hot tier's write-ahead log before it switches to
@@ -60,7 +63,10 @@ impl Store {
         match self.put_stream(std::io::Cursor::new(data.clone())).await {
             // A copy vanished between the dedup check and the commit (a scrub marked it
             // corrupt): the bytes are at hand, so try once more.
-            Err(e) if e.kind() == ErrorKind::Unavailable && e.context().starts_with("chunks vanished") => {
+            Err(e)
+                if e.kind() == ErrorKind::Unavailable
+                    && e.context().starts_with("chunks vanished") =>
+            {
                 self.put_stream(std::io::Cursor::new(data)).await
             }
             other => other,
@@ -68,7 +74,10 @@ impl Store {
     }
 
     /// Store everything `reader` yields as a blob, with bounded memory.
-    pub async fn put_stream<R: AsyncRead + Send + Unpin + 'static>(&self, mut reader: R) -> Result<PutReceipt> {
+    pub async fn put_stream<R: AsyncRead + Send + Unpin + 'static>(
+        &self,
+        mut reader: R,
+    ) -> Result<PutReceipt> {
         self.check_open()?;
         let params = self.inner.settings.chunking;
         let (block_tx, block_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
@@ -98,7 +107,8 @@ impl Store {
                 }
                 let block = buf.freeze();
                 let short = block.len() < BLOCK_BYTES;
-                if hash_tx.send(block.clone()).await.is_err() || block_tx.send(block).await.is_err() {
+                if hash_tx.send(block.clone()).await.is_err() || block_tx.send(block).await.is_err()
+                {
                     return Err(Error::internal("ingest pipeline stopped"));
                 }
                 if short {
@@ -128,22 +138,34 @@ impl Store {
 
     /// Dedup one batch against the metadata store and write what is new to hot.
     async fn store_batch(&self, batch: Batch, w: &mut Written) -> Result<()> {
-        let unseen: Vec<ChunkId> =
-            batch.chunks.iter().map(|c| c.1).filter(|id| !w.seen.contains(id)).collect();
+        let unseen: Vec<ChunkId> = batch
+            .chunks
+            .iter()
+            .map(|c| c.1)
+            .filter(|id| !w.seen.contains(id))
+            .collect();
         let readable = if unseen.is_empty() {
             HashSet::new()
         } else {
-            self.inner.meta.readable_chunks(&unseen, &self.inner.node).await?
+            self.inner
+                .meta
+                .readable_chunks(&unseen, &self.inner.node)
+                .await?
         };
         let now = self.now_ms();
         let mut to_write = Vec::new();
         for (offset, id, data) in batch.chunks {
             let len = data.len() as u64;
-            w.entries.push(ManifestEntry { offset, length: len as u32, chunk: id });
+            w.entries.push(ManifestEntry {
+                offset,
+                length: len as u32,
+                chunk: id,
+            });
             if w.seen.insert(id) && !readable.contains(&id) {
                 w.new_chunks += 1;
                 w.new_bytes += len;
-                w.locations.push(Location::hot(id, &self.inner.node, len, now));
+                w.locations
+                    .push(Location::hot(id, &self.inner.node, len, now));
                 to_write.push((id, data));
             }
         }
@@ -161,7 +183,13 @@ impl Store {
         }
     }
 
-    async fn commit(&self, id: BlobId, size: u64, params: ChunkerParams, w: Written) -> Result<PutReceipt> {
+    async fn commit(
+        &self,
+        id: BlobId,
+        size: u64,
+        params: ChunkerParams,
+        w: Written,
+    ) -> Result<PutReceipt> {
         if w.new_chunks > 0 && !(self.inner.wal_shared && self.inner.settings.hot.sync) {
             self.inner.hot.sync().await?;
         } else if w.unlogged {
@@ -171,7 +199,13 @@ impl Store {
         // `replicated` durability: the new chunks also go to a warm pack before the commit.
         let replicas = self.replicate(&w.locations).await?;
         let commit = BlobCommit {
-            blob: BlobRecord { id, size, chunk_count: chunks, params, created_ms: self.now_ms() },
+            blob: BlobRecord {
+                id,
+                size,
+                chunk_count: chunks,
+                params,
+                created_ms: self.now_ms(),
+            },
             entries: w.entries,
             new_locations: [w.locations, replicas].concat(),
             node: self.inner.node.clone(),
@@ -230,14 +264,22 @@ struct Written {
 }
 
 /// The chunker thread: cut blocks into chunks, hash them, send batches.
-fn chunk_blocks(params: ChunkerParams, mut blocks: mpsc::Receiver<Bytes>, out: mpsc::Sender<Batch>) -> Result<()> {
+fn chunk_blocks(
+    params: ChunkerParams,
+    mut blocks: mpsc::Receiver<Bytes>,
+    out: mpsc::Sender<Batch>,
+) -> Result<()> {
     let mut chunker = StreamChunker::new(params);
     let send = |cut: Vec<(u64, Bytes)>| -> Result<()> {
         if cut.is_empty() {
             return Ok(());
         }
-        let chunks = cut.into_iter().map(|(off, data)| (off, ChunkId::of(&data), data)).collect();
-        out.blocking_send(Batch { chunks }).map_err(|_| Error::internal("ingest writer stopped"))
+        let chunks = cut
+            .into_iter()
+            .map(|(off, data)| (off, ChunkId::of(&data), data))
+            .collect();
+        out.blocking_send(Batch { chunks })
+            .map_err(|_| Error::internal("ingest writer stopped"))
     };
     while let Some(block) = blocks.blocking_recv() {
         chunker.push(&block);

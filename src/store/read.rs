@@ -38,7 +38,11 @@ impl Store {
     /// The bytes `range` of the blob as a stream of pieces, with bounded memory
     /// (a window of manifest and a few chunks in flight). Errors on the blob or range
     /// are returned up front; errors on chunks arrive in the stream.
-    pub async fn get_stream(&self, id: &BlobId, range: Range<u64>) -> Result<BoxStream<'static, Result<Bytes>>> {
+    pub async fn get_stream(
+        &self,
+        id: &BlobId,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
         self.check_open()?;
         let rec = self.blob_record(id).await?;
         check_range(&rec, &range)?;
@@ -54,8 +58,10 @@ impl Store {
                 let stop = end.min(pos.saturating_add(STREAM_WINDOW));
                 let entries = this.entries(&rec, pos, stop).await?;
                 this.prefetch(&entries).await;
-                let pieces: Vec<Result<(ManifestEntry, Range<usize>)>> =
-                    entries.into_iter().map(|e| Ok((e, slice_of(&e, pos, stop)))).collect();
+                let pieces: Vec<Result<(ManifestEntry, Range<usize>)>> = entries
+                    .into_iter()
+                    .map(|e| Ok((e, slice_of(&e, pos, stop))))
+                    .collect();
                 Ok::<_, Error>(Some((stream::iter(pieces), stop)))
             }
         });
@@ -85,7 +91,13 @@ impl Store {
         let (id, start, end) = (rec.id, range.start, range.end);
         let pieces: Vec<Bytes> = stream::iter(entries.into_iter().map(|e| {
             let this = self.clone();
-            async move { Ok::<_, Error>(this.chunk_bytes(&id, &e).await?.slice(slice_of(&e, start, end))) }
+            async move {
+                Ok::<_, Error>(
+                    this.chunk_bytes(&id, &e)
+                        .await?
+                        .slice(slice_of(&e, start, end)),
+                )
+            }
         }))
         .buffered(READ_AHEAD)
         .try_collect()
@@ -102,7 +114,12 @@ impl Store {
 
     /// Manifest entries overlapping `start .. end`, from the manifest cache for small
     /// blobs, else one ranged metadata lookup.
-    pub(crate) async fn entries(&self, rec: &BlobRecord, start: u64, end: u64) -> Result<Vec<ManifestEntry>> {
+    pub(crate) async fn entries(
+        &self,
+        rec: &BlobRecord,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<ManifestEntry>> {
         if rec.chunk_count > MANIFEST_CACHE_MAX_ENTRIES {
             return self.inner.meta.manifest_range(&rec.id, start, end).await;
         }
@@ -111,11 +128,17 @@ impl Store {
         let all = self
             .inner
             .manifests
-            .try_get_with(rec.id, async move { meta.manifest_range(&id, 0, size).await.map(Arc::new) })
+            .try_get_with(rec.id, async move {
+                meta.manifest_range(&id, 0, size).await.map(Arc::new)
+            })
             .await
             .map_err(|e: Arc<Error>| Error::new(e.kind(), e.to_string()))?;
         let first = all.partition_point(|e| e.end() <= start);
-        Ok(all[first..].iter().take_while(|e| e.offset < end).copied().collect())
+        Ok(all[first..]
+            .iter()
+            .take_while(|e| e.offset < end)
+            .copied()
+            .collect())
     }
 
     /// A chunk's verified bytes: cache, else hot tier. Concurrent callers share a fetch.
@@ -128,7 +151,15 @@ impl Store {
             .try_get_with(e.chunk, async move { this.fetch_verified(&chunk).await })
             .await
             .map_err(|err: Arc<Error>| {
-                Error::new(err.kind(), format!("{} (chunk {} of blob {})", err.context(), chunk.short(), blob.short()))
+                Error::new(
+                    err.kind(),
+                    format!(
+                        "{} (chunk {} of blob {})",
+                        err.context(),
+                        chunk.short(),
+                        blob.short()
+                    ),
+                )
             })
     }
 
@@ -141,15 +172,21 @@ impl Store {
         let corrupt_here = match self.inner.hot.get(id).await? {
             Some(bytes) if ChunkId::of(&bytes) == *id => return Ok(bytes),
             Some(_) => {
-                self.mark(id, Health::Corrupt, now, "hot copy does not match its hash").await;
+                self.mark(id, Health::Corrupt, now, "hot copy does not match its hash")
+                    .await;
                 true
             }
             None => false,
         };
         let locations = self.inner.meta.locations(id).await?;
         let node = &self.inner.node;
-        if !corrupt_here && locations.iter().any(|l| l.tier == Tier::Hot && l.node == *node) {
-            self.mark(id, Health::Missing, now, "hot copy not found").await;
+        if !corrupt_here
+            && locations
+                .iter()
+                .any(|l| l.tier == Tier::Hot && l.node == *node)
+        {
+            self.mark(id, Health::Missing, now, "hot copy not found")
+                .await;
         }
         if let Some(bytes) = self.fetch_shared(id, &locations).await? {
             return Ok(bytes);
@@ -160,14 +197,18 @@ impl Store {
             .map(|l| l.node.as_str())
             .collect();
         if corrupt_here {
-            Err(Error::corrupt(format!("chunk {id}: the local copy does not match its hash")))
+            Err(Error::corrupt(format!(
+                "chunk {id}: the local copy does not match its hash"
+            )))
         } else if !elsewhere.is_empty() {
             Err(Error::unavailable(format!(
                 "chunk {id} is only in the hot tier of node(s) {}; it is not readable from {node}",
                 elsewhere.join(", ")
             )))
         } else {
-            Err(Error::corrupt(format!("chunk {id} is missing from every tier")))
+            Err(Error::corrupt(format!(
+                "chunk {id} is missing from every tier"
+            )))
         }
     }
 
@@ -175,7 +216,12 @@ impl Store {
     /// read error from the caller, so errors here are only logged.
     async fn mark(&self, id: &ChunkId, health: Health, now: u64, detail: &str) {
         let location = Location::hot(*id, &self.inner.node, 0, now);
-        let rec = VerifyRecord { location, health, at_ms: now, detail: detail.to_string() };
+        let rec = VerifyRecord {
+            location,
+            health,
+            at_ms: now,
+            detail: detail.to_string(),
+        };
         if let Err(e) = self.inner.meta.record_verification(&[rec]).await {
             tracing::warn!(chunk = %id.short(), error = %e, "could not record chunk health");
         }
@@ -185,12 +231,18 @@ impl Store {
 
 fn check_range(rec: &BlobRecord, range: &Range<u64>) -> Result<()> {
     if range.start > range.end {
-        return Err(Error::invalid(format!("range {}..{} is reversed", range.start, range.end)));
+        return Err(Error::invalid(format!(
+            "range {}..{} is reversed",
+            range.start, range.end
+        )));
     }
     if range.end > rec.size {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("range {}..{} reaches past the end of blob {} ({} bytes)", range.start, range.end, rec.id, rec.size),
+            format!(
+                "range {}..{} reaches past the end of blob {} ({} bytes)",
+                range.start, range.end, rec.id, rec.size
+            ),
         ));
     }
     Ok(())

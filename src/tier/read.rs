@@ -71,7 +71,10 @@ struct Received {
 
 impl Received {
     fn new(start: u64) -> Self {
-        Received { end: start, pieces: Vec::new() }
+        Received {
+            end: start,
+            pieces: Vec::new(),
+        }
     }
 
     fn push(&mut self, piece: Bytes) {
@@ -83,7 +86,9 @@ impl Received {
     /// Bytes `from .. to` (within what was received): a slice of one piece when they lie
     /// in one, else a copy.
     fn slice(&self, from: u64, to: u64) -> Bytes {
-        let first = self.pieces.partition_point(|(at, p)| at + p.len() as u64 <= from);
+        let first = self
+            .pieces
+            .partition_point(|(at, p)| at + p.len() as u64 <= from);
         if let Some((at, p)) = self.pieces.get(first) {
             if to <= at + p.len() as u64 {
                 return p.slice((from - at) as usize..(to - at) as usize);
@@ -177,7 +182,10 @@ impl Tiers {
             (Err(e), _) | (_, Err(e)) => Err(e),
         };
         let fail = |members: &[usize], e: &Error| -> Vec<(usize, Result<Bytes>)> {
-            members.iter().map(|&i| (i, Err(copy_err(e, &job.pack)))).collect()
+            members
+                .iter()
+                .map(|&i| (i, Err(copy_err(e, &job.pack))))
+                .collect()
         };
         let mut body = match body {
             Ok(b) => b,
@@ -233,8 +241,21 @@ mod tests {
             r.push(Bytes::copy_from_slice(piece));
         }
         assert_eq!(r.end, 1100);
-        for (from, to) in [(0, 100), (0, 10), (3, 7), (9, 12), (10, 11), (59, 61), (99, 100), (50, 50)] {
-            assert_eq!(&r.slice(1000 + from, 1000 + to)[..], &all[from as usize..to as usize], "{from}..{to}");
+        for (from, to) in [
+            (0, 100),
+            (0, 10),
+            (3, 7),
+            (9, 12),
+            (10, 11),
+            (59, 61),
+            (99, 100),
+            (50, 50),
+        ] {
+            assert_eq!(
+                &r.slice(1000 + from, 1000 + to)[..],
+                &all[from as usize..to as usize],
+                "{from}..{to}"
+            );
         }
     }
 

@@ -106,7 +106,11 @@ pub fn commit_of(name: &str, parts: &[(ChunkId, u32)], node: &str, write: bool) 
     let mut entries = Vec::with_capacity(parts.len());
     let mut offset = 0u64;
     for &(chunk, length) in parts {
-        entries.push(ManifestEntry { offset, length, chunk });
+        entries.push(ManifestEntry {
+            offset,
+            length,
+            chunk,
+        });
         offset += u64::from(length);
     }
     let mut new_locations = Vec::new();
@@ -179,7 +183,10 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
 /// the manifests, and the row counts agree with what the listings show.
 pub async fn assert_consistent(s: &dyn MetaStore) {
     let mismatches = s.refcount_mismatches().await.expect("refcount_mismatches");
-    assert!(mismatches.is_empty(), "reference counts disagree with manifests: {mismatches:?}");
+    assert!(
+        mismatches.is_empty(),
+        "reference counts disagree with manifests: {mismatches:?}"
+    );
     let stats = s.stats().await.expect("stats");
     let mut blobs = 0u64;
     let mut entries = 0u64;
@@ -192,7 +199,10 @@ pub async fn assert_consistent(s: &dyn MetaStore) {
         entries += page.iter().map(|b| b.chunk_count).sum::<u64>();
     }
     assert_eq!(stats.blobs, blobs, "stats.blobs vs list_blobs");
-    assert_eq!(stats.manifest_entries, entries, "stats.manifest_entries vs chunk counts");
+    assert_eq!(
+        stats.manifest_entries, entries,
+        "stats.manifest_entries vs chunk counts"
+    );
     let mut chunks = 0u64;
     let mut refs = 0u64;
     let mut after = None;
@@ -220,18 +230,35 @@ pub async fn commit_makes_everything_visible(s: Arc<dyn MetaStore>) {
     assert_eq!(s.blob(&commit.blob.id).await.unwrap(), None);
     commit_ok(s, &commit).await;
 
-    assert_eq!(s.blob(&commit.blob.id).await.unwrap(), Some(commit.blob.clone()));
-    assert_eq!(s.manifest_range(&commit.blob.id, 0, 350).await.unwrap(), commit.entries);
+    assert_eq!(
+        s.blob(&commit.blob.id).await.unwrap(),
+        Some(commit.blob.clone())
+    );
+    assert_eq!(
+        s.manifest_range(&commit.blob.id, 0, 350).await.unwrap(),
+        commit.entries
+    );
     let listed = s.list_blobs(None, 10).await.unwrap();
     assert_eq!(listed, vec![commit.blob.clone()]);
     for (id, len) in [(a, 100u32), (b, 200), (c, 50)] {
         let rec = s.chunk(&id).await.unwrap().expect("chunk record");
         assert_eq!((rec.id, rec.size, rec.refcount), (id, len, 1));
         assert_eq!(rec.zero_since_ms, None);
-        assert_eq!(s.locations(&id).await.unwrap(), vec![Location::hot(id, NODE, len.into(), T0)]);
+        assert_eq!(
+            s.locations(&id).await.unwrap(),
+            vec![Location::hot(id, NODE, len.into(), T0)]
+        );
     }
     let stats = s.stats().await.unwrap();
-    assert_eq!((stats.blobs, stats.manifest_entries, stats.chunks, stats.locations), (1, 3, 3, 3));
+    assert_eq!(
+        (
+            stats.blobs,
+            stats.manifest_entries,
+            stats.chunks,
+            stats.locations
+        ),
+        (1, 3, 3, 3)
+    );
     assert!(stats.schema_version >= 1);
     assert_consistent(s).await;
 }
@@ -243,8 +270,15 @@ pub async fn empty_blob_commits(s: Arc<dyn MetaStore>) {
     commit_ok(s, &commit).await;
     let rec = s.blob(&commit.blob.id).await.unwrap().expect("empty blob");
     assert_eq!((rec.size, rec.chunk_count), (0, 0));
-    assert!(s.manifest_range(&commit.blob.id, 0, 10).await.unwrap().is_empty());
-    assert_eq!(s.delete_blob(&commit.blob.id, T0).await.unwrap(), Some(vec![]));
+    assert!(s
+        .manifest_range(&commit.blob.id, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.delete_blob(&commit.blob.id, T0).await.unwrap(),
+        Some(vec![])
+    );
     assert_eq!(s.blob(&commit.blob.id).await.unwrap(), None);
     assert_consistent(s).await;
 }
@@ -269,7 +303,15 @@ pub async fn list_blobs_pages_in_id_order(s: Arc<dyn MetaStore>) {
         seen.extend(page.iter().map(|b| b.id));
     }
     assert_eq!(seen, ids);
-    assert_eq!(s.list_blobs(Some(ids[2]), 2).await.unwrap().iter().map(|b| b.id).collect::<Vec<_>>(), ids[3..5]);
+    assert_eq!(
+        s.list_blobs(Some(ids[2]), 2)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.id)
+            .collect::<Vec<_>>(),
+        ids[3..5]
+    );
     assert!(s.list_blobs(Some(ids[6]), 10).await.unwrap().is_empty());
     assert!(s.list_blobs(None, 0).await.unwrap().is_empty());
 }
@@ -311,9 +353,16 @@ pub async fn second_commit_is_already_exists_and_changes_nothing(s: Arc<dyn Meta
     }
     assert_eq!(s.chunk(&a).await.unwrap().unwrap().refcount, 2);
     assert_eq!(s.chunk(&b).await.unwrap().unwrap().refcount, 1);
-    assert_eq!(s.locations(&a).await.unwrap().len(), 1, "the second commit added a copy");
+    assert_eq!(
+        s.locations(&a).await.unwrap().len(),
+        1,
+        "the second commit added a copy"
+    );
     assert_eq!(s.stats().await.unwrap(), before);
-    assert_eq!(s.blob(&first.blob.id).await.unwrap().unwrap().created_ms, T0);
+    assert_eq!(
+        s.blob(&first.blob.id).await.unwrap().unwrap().created_ms,
+        T0
+    );
     assert_consistent(s).await;
 }
 
@@ -329,7 +378,15 @@ pub async fn invalid_manifest_is_rejected_and_commits_nothing(s: Arc<dyn MetaSto
     assert_eq!(s.blob(&bad.blob.id).await.unwrap(), None);
     assert_eq!(s.blob(&short.blob.id).await.unwrap(), None);
     let stats = s.stats().await.unwrap();
-    assert_eq!((stats.blobs, stats.manifest_entries, stats.chunks, stats.locations), (0, 0, 0, 0));
+    assert_eq!(
+        (
+            stats.blobs,
+            stats.manifest_entries,
+            stats.chunks,
+            stats.locations
+        ),
+        (0, 0, 0, 0)
+    );
 }
 
 /// A referenced chunk with no readable healthy copy makes the commit report it, and
@@ -344,16 +401,39 @@ pub async fn missing_chunk_commits_nothing(s: Arc<dyn MetaStore>) {
         other => panic!("expected MissingChunks, got {other:?}"),
     }
     assert_eq!(s.blob(&commit.blob.id).await.unwrap(), None);
-    assert!(s.manifest_range(&commit.blob.id, 0, 60).await.unwrap().is_empty());
+    assert!(s
+        .manifest_range(&commit.blob.id, 0, 60)
+        .await
+        .unwrap()
+        .is_empty());
     for id in [a, b, c] {
-        assert_eq!(s.chunk(&id).await.unwrap(), None, "chunk record left behind");
-        assert!(s.locations(&id).await.unwrap().is_empty(), "copy left behind");
+        assert_eq!(
+            s.chunk(&id).await.unwrap(),
+            None,
+            "chunk record left behind"
+        );
+        assert!(
+            s.locations(&id).await.unwrap().is_empty(),
+            "copy left behind"
+        );
     }
     let stats = s.stats().await.unwrap();
-    assert_eq!((stats.blobs, stats.manifest_entries, stats.chunks, stats.locations), (0, 0, 0, 0));
+    assert_eq!(
+        (
+            stats.blobs,
+            stats.manifest_entries,
+            stats.chunks,
+            stats.locations
+        ),
+        (0, 0, 0, 0)
+    );
 
     // Written and committed again, it succeeds.
-    commit_ok(s, &commit_of("missing", &[(a, 10), (b, 20), (c, 30)], NODE, true)).await;
+    commit_ok(
+        s,
+        &commit_of("missing", &[(a, 10), (b, 20), (c, 30)], NODE, true),
+    )
+    .await;
     assert_consistent(s).await;
 }
 
@@ -363,7 +443,10 @@ pub async fn other_nodes_hot_copy_does_not_count(s: Arc<dyn MetaStore>) {
     let a = chunk(1);
     commit_ok(s, &commit_of("on b", &[(a, 10)], OTHER, true)).await;
     let mine = commit_of("on a", &[(a, 10)], NODE, false);
-    assert_eq!(s.commit_blob(&mine).await.unwrap(), CommitOutcome::MissingChunks(vec![a]));
+    assert_eq!(
+        s.commit_blob(&mine).await.unwrap(),
+        CommitOutcome::MissingChunks(vec![a])
+    );
     assert_eq!(s.chunk(&a).await.unwrap().unwrap().refcount, 1);
     // OTHER itself dedups against its copy.
     commit_ok(s, &commit_of("on b again", &[(a, 10)], OTHER, false)).await;
@@ -417,7 +500,10 @@ pub async fn new_copy_replaces_a_corrupt_one(s: Arc<dyn MetaStore>) {
     commit_ok(s, &again).await;
     let locs = s.locations(&a).await.unwrap();
     assert_eq!(locs.len(), 1, "{locs:?}");
-    assert_eq!((locs[0].health, locs[0].last_verified_ms), (Health::Ok, Some(T0 + 2)));
+    assert_eq!(
+        (locs[0].health, locs[0].last_verified_ms),
+        (Health::Ok, Some(T0 + 2))
+    );
     assert!(s.readable_chunks(&[a], NODE).await.unwrap().contains(&a));
 }
 
@@ -434,7 +520,10 @@ pub async fn readable_chunks_semantics(s: Arc<dyn MetaStore>) {
     commit_ok(s, &w).await;
     let z = commit_of("z", &[(zero, 10)], NODE, true);
     commit_ok(s, &z).await;
-    assert_eq!(s.delete_blob(&z.blob.id, T0).await.unwrap(), Some(vec![zero]));
+    assert_eq!(
+        s.delete_blob(&z.blob.id, T0).await.unwrap(),
+        Some(vec![zero])
+    );
     s.record_verification(&[VerifyRecord {
         location: Location::hot(bad, NODE, 10, T0),
         health: Health::Corrupt,
@@ -456,7 +545,11 @@ pub async fn readable_chunks_semantics(s: Arc<dyn MetaStore>) {
 pub async fn refcount_counts_manifest_entries(s: Arc<dyn MetaStore>) {
     let s = &*s;
     let (a, b) = (chunk(1), chunk(2));
-    commit_ok(s, &commit_of("rep", &[(a, 10), (b, 20), (a, 10), (a, 10)], NODE, true)).await;
+    commit_ok(
+        s,
+        &commit_of("rep", &[(a, 10), (b, 20), (a, 10), (a, 10)], NODE, true),
+    )
+    .await;
     assert_eq!(s.chunk(&a).await.unwrap().unwrap().refcount, 3);
     assert_eq!(s.chunk(&b).await.unwrap().unwrap().refcount, 1);
     commit_ok(s, &commit_of("one", &[(a, 10)], NODE, false)).await;
@@ -475,14 +568,26 @@ pub async fn delete_decrements_and_reports_zeroed(s: Arc<dyn MetaStore>) {
     commit_ok(s, &x).await;
     commit_ok(s, &y).await;
 
-    let zeroed = s.delete_blob(&x.blob.id, T0 + 100).await.unwrap().expect("x existed");
+    let zeroed = s
+        .delete_blob(&x.blob.id, T0 + 100)
+        .await
+        .unwrap()
+        .expect("x existed");
     assert_eq!(sorted(zeroed), sorted(vec![a, c]));
     assert_eq!(s.blob(&x.blob.id).await.unwrap(), None);
-    assert!(s.manifest_range(&x.blob.id, 0, 40).await.unwrap().is_empty());
+    assert!(s
+        .manifest_range(&x.blob.id, 0, 40)
+        .await
+        .unwrap()
+        .is_empty());
     for id in [a, c] {
         let rec = s.chunk(&id).await.unwrap().expect("record kept until gc");
         assert_eq!((rec.refcount, rec.zero_since_ms), (0, Some(T0 + 100)));
-        assert_eq!(s.locations(&id).await.unwrap().len(), 1, "copies stay until gc");
+        assert_eq!(
+            s.locations(&id).await.unwrap().len(),
+            1,
+            "copies stay until gc"
+        );
     }
     let rec_b = s.chunk(&b).await.unwrap().unwrap();
     assert_eq!((rec_b.refcount, rec_b.zero_since_ms), (1, None));
@@ -490,11 +595,20 @@ pub async fn delete_decrements_and_reports_zeroed(s: Arc<dyn MetaStore>) {
 
     assert_eq!(s.delete_blob(&x.blob.id, T0 + 200).await.unwrap(), None);
     assert_eq!(s.delete_blob(&blob_id("never"), T0).await.unwrap(), None);
-    assert_eq!(s.chunk(&a).await.unwrap().unwrap().zero_since_ms, Some(T0 + 100));
+    assert_eq!(
+        s.chunk(&a).await.unwrap().unwrap().zero_since_ms,
+        Some(T0 + 100)
+    );
 
-    assert_eq!(s.delete_blob(&y.blob.id, T0 + 300).await.unwrap(), Some(vec![b]));
+    assert_eq!(
+        s.delete_blob(&y.blob.id, T0 + 300).await.unwrap(),
+        Some(vec![b])
+    );
     let stats = s.stats().await.unwrap();
-    assert_eq!((stats.blobs, stats.manifest_entries, stats.chunks), (0, 0, 3));
+    assert_eq!(
+        (stats.blobs, stats.manifest_entries, stats.chunks),
+        (0, 0, 3)
+    );
     assert_consistent(s).await;
 }
 
@@ -511,8 +625,14 @@ pub async fn gc_candidates_respect_grace_and_limit(s: Arc<dyn MetaStore>) {
 
     assert!(s.gc_candidates(T0 + 99, 10).await.unwrap().is_empty());
     assert_eq!(s.gc_candidates(T0 + 100, 10).await.unwrap(), vec![a]);
-    assert_eq!(sorted(s.gc_candidates(T0 + 200, 10).await.unwrap()), sorted(vec![a, b, c]));
-    assert_eq!(sorted(s.gc_candidates(u64::MAX, 10).await.unwrap()), sorted(vec![a, b, c]));
+    assert_eq!(
+        sorted(s.gc_candidates(T0 + 200, 10).await.unwrap()),
+        sorted(vec![a, b, c])
+    );
+    assert_eq!(
+        sorted(s.gc_candidates(u64::MAX, 10).await.unwrap()),
+        sorted(vec![a, b, c])
+    );
     let two = s.gc_candidates(T0 + 200, 2).await.unwrap();
     assert_eq!(two.len(), 2);
     assert!(two.iter().all(|id| [a, b, c].contains(id)));
@@ -580,7 +700,11 @@ pub async fn gc_remove_keeps_record_while_copies_remain(s: Arc<dyn MetaStore>) {
     assert_eq!(s.gc_remove(&[a], NODE).await.unwrap(), vec![a]);
     let locs = s.locations(&a).await.unwrap();
     assert_eq!(locs, vec![warm(a, "pack-1", 64, 10)]);
-    let rec = s.chunk(&a).await.unwrap().expect("record kept while a copy remains");
+    let rec = s
+        .chunk(&a)
+        .await
+        .unwrap()
+        .expect("record kept while a copy remains");
     assert_eq!(rec.refcount, 0);
     assert_consistent(s).await;
 }
@@ -616,7 +740,11 @@ pub async fn manifest_range_edges(s: Arc<dyn MetaStore>) {
         let got = s.manifest_range(&id, *start, *end).await.unwrap();
         assert_eq!(&got, want, "range {start}..{end}");
     }
-    assert!(s.manifest_range(&blob_id("absent"), 0, 100).await.unwrap().is_empty());
+    assert!(s
+        .manifest_range(&blob_id("absent"), 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// `locations_many` answers for every id asked, with no copies for unknown chunks.
@@ -661,14 +789,24 @@ pub async fn record_verification_updates_health(s: Arc<dyn MetaStore>) {
     .unwrap();
     let locs = s.locations(&a).await.unwrap();
     let find = |tier| locs.iter().find(|l| l.tier == tier).expect("copy").clone();
-    assert_eq!((find(Tier::Hot).health, find(Tier::Hot).last_verified_ms), (Health::Corrupt, Some(T0 + 10)));
-    assert_eq!((find(Tier::Warm).health, find(Tier::Warm).last_verified_ms), (Health::Ok, Some(T0 + 11)));
+    assert_eq!(
+        (find(Tier::Hot).health, find(Tier::Hot).last_verified_ms),
+        (Health::Corrupt, Some(T0 + 10))
+    );
+    assert_eq!(
+        (find(Tier::Warm).health, find(Tier::Warm).last_verified_ms),
+        (Health::Ok, Some(T0 + 11))
+    );
     assert!(s.locations(&chunk(9)).await.unwrap().is_empty());
     // The hot copy no longer counts for NODE; the warm one still does.
     assert!(s.readable_chunks(&[a], NODE).await.unwrap().contains(&a));
-    s.record_verification(&[rec(&warm_a, Health::Missing, T0 + 20)]).await.unwrap();
+    s.record_verification(&[rec(&warm_a, Health::Missing, T0 + 20)])
+        .await
+        .unwrap();
     assert!(s.readable_chunks(&[a], NODE).await.unwrap().is_empty());
-    s.record_verification(&[rec(&hot_a, Health::Ok, T0 + 30)]).await.unwrap();
+    s.record_verification(&[rec(&hot_a, Health::Ok, T0 + 30)])
+        .await
+        .unwrap();
     assert!(s.readable_chunks(&[a], NODE).await.unwrap().contains(&a));
     s.record_verification(&[]).await.unwrap();
     assert_eq!(s.stats().await.unwrap().locations, 3);
@@ -682,14 +820,22 @@ pub async fn record_access_accumulates(s: Arc<dyn MetaStore>) {
     let fresh = s.chunk(&c).await.unwrap().unwrap();
     assert_eq!((fresh.last_access_ms, fresh.access_count), (None, 0));
 
-    s.record_access(&[(a, T0 + 10, 2), (b, T0 + 5, 1), (a, T0 + 20, 3)]).await.unwrap();
-    s.record_access(&[(a, T0 + 15, 1), (chunk(99), T0, 7)]).await.unwrap();
+    s.record_access(&[(a, T0 + 10, 2), (b, T0 + 5, 1), (a, T0 + 20, 3)])
+        .await
+        .unwrap();
+    s.record_access(&[(a, T0 + 15, 1), (chunk(99), T0, 7)])
+        .await
+        .unwrap();
     s.record_access(&[]).await.unwrap();
     let ra = s.chunk(&a).await.unwrap().unwrap();
     assert_eq!((ra.last_access_ms, ra.access_count), (Some(T0 + 20), 6));
     let rb = s.chunk(&b).await.unwrap().unwrap();
     assert_eq!((rb.last_access_ms, rb.access_count), (Some(T0 + 5), 1));
-    assert_eq!(s.chunk(&chunk(99)).await.unwrap(), None, "access must not create records");
+    assert_eq!(
+        s.chunk(&chunk(99)).await.unwrap(),
+        None,
+        "access must not create records"
+    );
     assert_eq!(ra.refcount, 1);
 }
 
@@ -713,26 +859,53 @@ pub async fn claims_are_exclusive_while_leased(s: Arc<dyn MetaStore>) {
     assert_eq!(second.len(), 5);
     let first_keys: BTreeSet<_> = first.iter().map(key).collect();
     let second_keys: BTreeSet<_> = second.iter().map(key).collect();
-    assert!(first_keys.is_disjoint(&second_keys), "a copy was claimed twice");
-    assert_eq!(first_keys.union(&second_keys).cloned().collect::<BTreeSet<_>>(), all);
+    assert!(
+        first_keys.is_disjoint(&second_keys),
+        "a copy was claimed twice"
+    );
+    assert_eq!(
+        first_keys
+            .union(&second_keys)
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        all
+    );
 
     // Still leased one millisecond before the end ...
-    assert!(s.claim_locations(&claim(THIRD, 100, t1 + 999)).await.unwrap().is_empty());
+    assert!(s
+        .claim_locations(&claim(THIRD, 100, t1 + 999))
+        .await
+        .unwrap()
+        .is_empty());
     // ... and free when it ends.
-    let third = s.claim_locations(&claim(THIRD, 100, t1 + 1_000)).await.unwrap();
+    let third = s
+        .claim_locations(&claim(THIRD, 100, t1 + 1_000))
+        .await
+        .unwrap();
     assert_eq!(third.iter().map(key).collect::<BTreeSet<_>>(), all);
 
     // Releasing another node's claims changes nothing.
     s.release_claims(OTHER, &third).await.unwrap();
-    assert!(s.claim_locations(&claim(NODE, 100, t1 + 1_500)).await.unwrap().is_empty());
+    assert!(s
+        .claim_locations(&claim(NODE, 100, t1 + 1_500))
+        .await
+        .unwrap()
+        .is_empty());
     // The owner's release frees them at once.
     s.release_claims(THIRD, &third[..3]).await.unwrap();
-    let again = s.claim_locations(&claim(OTHER, 100, t1 + 1_500)).await.unwrap();
+    let again = s
+        .claim_locations(&claim(OTHER, 100, t1 + 1_500))
+        .await
+        .unwrap();
     assert_eq!(
         again.iter().map(key).collect::<BTreeSet<_>>(),
         third[..3].iter().map(key).collect::<BTreeSet<_>>()
     );
-    assert!(s.claim_locations(&claim(NODE, 0, t1 + 1_500)).await.unwrap().is_empty());
+    assert!(s
+        .claim_locations(&claim(NODE, 0, t1 + 1_500))
+        .await
+        .unwrap()
+        .is_empty());
     s.release_claims(NODE, &[]).await.unwrap();
 }
 
@@ -757,7 +930,10 @@ pub async fn claims_filter_and_order(s: Arc<dyn MetaStore>) {
     let mut own_hot = claim(NODE, 100, t1);
     own_hot.own_hot_only = true;
     let got = s.claim_locations(&own_hot).await.unwrap();
-    let want: BTreeSet<_> = [a, b, c].iter().map(|id| key(&Location::hot(*id, NODE, 10, T0))).collect();
+    let want: BTreeSet<_> = [a, b, c]
+        .iter()
+        .map(|id| key(&Location::hot(*id, NODE, 10, T0)))
+        .collect();
     assert_eq!(claimed(got), want);
 
     // Oldest verified first (never verified before anything), one claim at a time.
@@ -768,7 +944,9 @@ pub async fn claims_filter_and_order(s: Arc<dyn MetaStore>) {
         at_ms,
         detail: String::new(),
     };
-    s.record_verification(&[v(a, T0 + 300), v(b, T0 + 100), v(c, T0 + 200)]).await.unwrap();
+    s.record_verification(&[v(a, T0 + 300), v(b, T0 + 100), v(c, T0 + 200)])
+        .await
+        .unwrap();
     let mut order = Vec::new();
     for i in 0..3 {
         let mut req = claim(&format!("scrubber-{i}"), 1, t2);
@@ -782,7 +960,9 @@ pub async fn claims_filter_and_order(s: Arc<dyn MetaStore>) {
 
     // Least recently read chunk first (never read before anything).
     let t3 = t2 + 100_000;
-    s.record_access(&[(a, T0 + 50, 1), (b, T0 + 10, 1), (d, T0 + 30, 1)]).await.unwrap();
+    s.record_access(&[(a, T0 + 50, 1), (b, T0 + 10, 1), (d, T0 + 30, 1)])
+        .await
+        .unwrap();
     let mut order = Vec::new();
     for i in 0..4 {
         let mut req = claim(&format!("demoter-{i}"), 1, t3);
@@ -834,7 +1014,15 @@ pub async fn concurrent_claims_never_overlap(s: Arc<dyn MetaStore>) {
 pub async fn stats_count_rows(s: Arc<dyn MetaStore>) {
     let s = &*s;
     let empty = s.stats().await.unwrap();
-    assert_eq!((empty.blobs, empty.manifest_entries, empty.chunks, empty.locations), (0, 0, 0, 0));
+    assert_eq!(
+        (
+            empty.blobs,
+            empty.manifest_entries,
+            empty.chunks,
+            empty.locations
+        ),
+        (0, 0, 0, 0)
+    );
     assert!(empty.schema_version >= 1);
     let (a, b, c) = (chunk(1), chunk(2), chunk(3));
     let mut x = commit_of("x", &[(a, 10), (b, 10), (a, 10)], NODE, true);
@@ -842,11 +1030,17 @@ pub async fn stats_count_rows(s: Arc<dyn MetaStore>) {
     commit_ok(s, &x).await;
     commit_ok(s, &commit_of("y", &[(c, 10), (b, 10)], NODE, true)).await;
     let st = s.stats().await.unwrap();
-    assert_eq!((st.blobs, st.manifest_entries, st.chunks, st.locations), (2, 5, 3, 4));
+    assert_eq!(
+        (st.blobs, st.manifest_entries, st.chunks, st.locations),
+        (2, 5, 3, 4)
+    );
     s.delete_blob(&blob_id("x"), T0).await.unwrap();
     s.gc_remove(&[a, b, c], NODE).await.unwrap();
     let st = s.stats().await.unwrap();
-    assert_eq!((st.blobs, st.manifest_entries, st.chunks, st.locations), (1, 2, 2, 3));
+    assert_eq!(
+        (st.blobs, st.manifest_entries, st.chunks, st.locations),
+        (1, 2, 2, 3)
+    );
     assert_eq!(st.schema_version, empty.schema_version);
     assert_consistent(s).await;
 }

@@ -71,8 +71,12 @@ fn hot(n: u32) -> Location {
 pub async fn placement_add_is_an_idempotent_upsert(s: Arc<dyn MetaStore>) {
     commit_ok(&*s, &commit_of("a", &[(chunk(1), 10)], NODE, true)).await;
     let w = warm(chunk(1), "warm/p1", 0, 7);
-    s.add_locations(&[w.clone()]).await.expect("add");
-    s.add_locations(&[w.clone()]).await.expect("add again");
+    s.add_locations(std::slice::from_ref(&w))
+        .await
+        .expect("add");
+    s.add_locations(std::slice::from_ref(&w))
+        .await
+        .expect("add again");
     assert_eq!(copies(&*s, 1).await.len(), 2);
     let mut moved = with_health(w, Health::Corrupt);
     moved.offset = 99;
@@ -133,7 +137,9 @@ pub async fn placement_remove_refuses_last_healthy_copy(s: Arc<dyn MetaStore>) {
 pub async fn placement_remove_does_not_count_corrupt_copies(s: Arc<dyn MetaStore>) {
     commit_ok(&*s, &commit_of("a", &[(chunk(1), 10)], NODE, true)).await;
     let bad = with_health(warm(chunk(1), "warm/p1", 0, 7), Health::Corrupt);
-    s.add_locations(&[bad.clone()]).await.expect("add");
+    s.add_locations(std::slice::from_ref(&bad))
+        .await
+        .expect("add");
     assert!(s
         .remove_locations(&[hot(1)])
         .await
@@ -168,7 +174,9 @@ pub async fn placement_concurrent_removals_keep_a_copy(s: Arc<dyn MetaStore>) {
         )
         .await;
         let w = warm(chunk(c), "warm/p2", 0, 7);
-        s.add_locations(&[w.clone()]).await.expect("add");
+        s.add_locations(std::slice::from_ref(&w))
+            .await
+            .expect("add");
         let (a, b) = (s.clone(), s.clone());
         let h = tokio::spawn(async move { a.remove_locations(&[hot(c)]).await });
         let w2 = tokio::spawn(async move { b.remove_locations(&[w]).await });

@@ -102,7 +102,11 @@ pub fn unique_bucket() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() % 1_000_000_000_000)
         .unwrap_or(0);
-    format!("strata-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "strata-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Connection settings for `endpoint` and `bucket`, as strata's settings would say.
@@ -123,7 +127,9 @@ pub async fn s3(server: Server) -> Option<Backend> {
     let endpoint = endpoint(server.env_var())?;
     let bucket = unique_bucket();
     let conn = connection(&endpoint, &bucket);
-    let config = S3ObjectStore::client_config(&conn).await.expect("client config");
+    let config = S3ObjectStore::client_config(&conn)
+        .await
+        .expect("client config");
     let client = aws_sdk_s3::Client::from_conf(config);
     client
         .create_bucket()

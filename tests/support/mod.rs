@@ -22,7 +22,10 @@ pub fn random_bytes(len: usize, seed: u64) -> Bytes {
 
 /// Embedded settings in `dir`, without WAL syncs (tests do not survive power loss).
 pub fn settings(dir: &Path) -> Settings {
-    let mut s = Settings { data_dir: dir.to_path_buf(), ..Settings::default() };
+    let mut s = Settings {
+        data_dir: dir.to_path_buf(),
+        ..Settings::default()
+    };
     s.hot.sync = false;
     s
 }
@@ -37,7 +40,8 @@ pub mod pg;
 /// Embedded hot tier in `dir`, metadata in PostgreSQL at `url`.
 pub fn pg_settings(dir: &Path, url: &str) -> Settings {
     let mut s = settings(dir);
-    s.apply_env(|k| (k == "STRATA_META_URL").then(|| url.to_string())).expect("settings");
+    s.apply_env(|k| (k == "STRATA_META_URL").then(|| url.to_string()))
+        .expect("settings");
     s.validate().expect("valid settings");
     s
 }

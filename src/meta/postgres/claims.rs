@@ -29,7 +29,8 @@ const CLAIM_OLDEST_VERIFIED: &str = "UPDATE locations l SET claimed_by = $1, cla
                l.last_verified_ms, s.rank_ms";
 
 /// Claim by least recent read of the chunk (never-read first): demotion.
-const CLAIM_LEAST_RECENTLY_ACCESSED: &str = "UPDATE locations l SET claimed_by = $1, claim_until_ms = $2 \
+const CLAIM_LEAST_RECENTLY_ACCESSED: &str =
+    "UPDATE locations l SET claimed_by = $1, claim_until_ms = $2 \
      FROM (SELECT c.chunk, c.tier, c.node, c.pack, k.last_access_ms AS rank_ms \
            FROM locations c JOIN chunks k ON k.id = c.chunk \
            WHERE (c.claim_until_ms IS NULL OR c.claim_until_ms <= $3 OR c.claimed_by = $1) \
@@ -55,11 +56,24 @@ impl PostgresMeta {
             ClaimOrder::LeastRecentlyAccessed => CLAIM_LEAST_RECENTLY_ACCESSED,
         };
         let client = self.client().await?;
-        let st = client.prepare_cached(sql).await.map_err(self.err("prepare"))?;
+        let st = client
+            .prepare_cached(sql)
+            .await
+            .map_err(self.err("prepare"))?;
         // A single statement: its own transaction, nothing to retry (SKIP LOCKED never
         // waits, so it cannot deadlock).
         let rows = client
-            .query(&st, &[&req.node, &until, &now, &tier, &req.own_hot_only, &limit_of(req.limit)])
+            .query(
+                &st,
+                &[
+                    &req.node,
+                    &until,
+                    &now,
+                    &tier,
+                    &req.own_hot_only,
+                    &limit_of(req.limit),
+                ],
+            )
             .await
             .map_err(self.err("claim locations"))?;
         let mut claimed = Vec::with_capacity(rows.len());
@@ -80,12 +94,17 @@ impl PostgresMeta {
         Ok(claimed.into_iter().map(|(_, l)| l).collect())
     }
 
-    pub(super) async fn release_claims_impl(&self, node: &str, locations: &[Location]) -> Result<()> {
+    pub(super) async fn release_claims_impl(
+        &self,
+        node: &str,
+        locations: &[Location],
+    ) -> Result<()> {
         if locations.is_empty() {
             return Ok(());
         }
         let keys = LocationKeys::of(locations.iter());
-        self.retrying("release claims", || self.release_once(node, &keys)).await
+        self.retrying("release claims", || self.release_once(node, &keys))
+            .await
     }
 
     async fn release_once(&self, node: &str, keys: &LocationKeys<'_>) -> Result<()> {

@@ -110,7 +110,9 @@ pub(crate) fn pool_error(e: PoolError, target: &str) -> Error {
 
 /// An integer or id read from the database that strata cannot represent.
 pub(crate) fn bad_value(what: &str, detail: impl std::fmt::Display) -> Error {
-    Error::internal(format!("postgres: unexpected {what} in the database: {detail}"))
+    Error::internal(format!(
+        "postgres: unexpected {what} in the database: {detail}"
+    ))
 }
 
 #[cfg(test)]
@@ -119,7 +121,10 @@ mod tests {
 
     #[test]
     fn pool_timeouts_are_unavailable() {
-        let e = pool_error(PoolError::Timeout(deadpool_postgres::TimeoutType::Create), "x");
+        let e = pool_error(
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Create),
+            "x",
+        );
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert_eq!(pool_error(PoolError::Closed, "x").kind(), ErrorKind::Closed);
     }

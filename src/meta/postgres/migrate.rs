@@ -24,8 +24,11 @@ pub(crate) struct Migration {
 }
 
 /// All migrations, in order.
-pub(crate) const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/0001_init.sql") }];
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/0001_init.sql"),
+}];
 
 /// Advisory lock key serialising migrations ("strata" + 1 in ASCII hex).
 const MIGRATION_LOCK: i64 = 0x7374_7261_7461_0001;
@@ -39,7 +42,10 @@ pub(crate) async fn migrate(client: &mut Client, target: &str, now_ms: u64) -> R
         .await
         .map_err(err("take the migration lock"))?;
     let row = txn
-        .query_one("SELECT to_regclass('strata_schema_version') IS NOT NULL", &[])
+        .query_one(
+            "SELECT to_regclass('strata_schema_version') IS NOT NULL",
+            &[],
+        )
         .await
         .map_err(err("look for strata_schema_version"))?;
     let exists: bool = col(&row, 0)?;
@@ -55,7 +61,10 @@ pub(crate) async fn migrate(client: &mut Client, target: &str, now_ms: u64) -> R
         .map_err(err("create strata_schema_version"))?;
     }
     let row = txn
-        .query_one("SELECT COALESCE(max(version), 0) FROM strata_schema_version", &[])
+        .query_one(
+            "SELECT COALESCE(max(version), 0) FROM strata_schema_version",
+            &[],
+        )
         .await
         .map_err(err("read the schema version"))?;
     let current: i32 = col(&row, 0)?;
@@ -71,10 +80,8 @@ pub(crate) async fn migrate(client: &mut Client, target: &str, now_ms: u64) -> R
     let applied_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
         txn.batch_execute(m.sql).await.map_err(|e| {
-            db_error(e, target, "apply migration").context_prefix(format!(
-                "schema migration {} ({})",
-                m.version, m.name
-            ))
+            db_error(e, target, "apply migration")
+                .context_prefix(format!("schema migration {} ({})", m.version, m.name))
         })?;
         let version = i32::try_from(m.version).unwrap_or(i32::MAX);
         txn.execute(

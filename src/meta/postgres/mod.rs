@@ -60,7 +60,9 @@ pub struct PostgresMeta {
 
 impl std::fmt::Debug for PostgresMeta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresMeta").field("target", &self.target).finish()
+        f.debug_struct("PostgresMeta")
+            .field("target", &self.target)
+            .finish()
     }
 }
 
@@ -97,7 +99,9 @@ impl PostgresMeta {
             // `Fast` hands out an idle connection after checking the client has not seen
             // its connection close; a connection that failed (server restarted, socket
             // error) is closed by tokio-postgres and so dropped here, not reused.
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
         );
         let pool = Pool::builder(manager)
             .max_size(conn.pool_size)
@@ -132,7 +136,10 @@ impl PostgresMeta {
     }
 
     async fn client(&self) -> Result<Client> {
-        self.pool.get().await.map_err(|e| pool_error(e, &self.target))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| pool_error(e, &self.target))
     }
 
     fn err(&self, what: &'static str) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
@@ -213,7 +220,12 @@ impl MetaStore for PostgresMeta {
         self.blob_impl(id).await
     }
 
-    async fn manifest_range(&self, id: &BlobId, start: u64, end: u64) -> Result<Vec<ManifestEntry>> {
+    async fn manifest_range(
+        &self,
+        id: &BlobId,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<ManifestEntry>> {
         self.manifest_range_impl(id, start, end).await
     }
 

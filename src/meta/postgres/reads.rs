@@ -3,8 +3,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::rows::{
-    blob_from_row, chunk_from_row, col, col_chunk_id, col_u64, i64_of, limit_of,
-    location_from_row, BLOB_COLUMNS, CHUNK_COLUMNS, LOCATION_COLUMNS,
+    blob_from_row, chunk_from_row, col, col_chunk_id, col_u64, i64_of, limit_of, location_from_row,
+    BLOB_COLUMNS, CHUNK_COLUMNS, LOCATION_COLUMNS,
 };
 use super::{PostgresMeta, BATCH};
 use crate::error::Result;
@@ -30,11 +30,16 @@ impl PostgresMeta {
             return Ok(out);
         }
         let client = self.client().await?;
-        let st = client.prepare_cached(READABLE_SQL).await.map_err(self.err("prepare"))?;
+        let st = client
+            .prepare_cached(READABLE_SQL)
+            .await
+            .map_err(self.err("prepare"))?;
         for batch in ids.chunks(BATCH) {
             let keys: Vec<&[u8]> = batch.iter().map(|c| c.as_bytes().as_slice()).collect();
-            let rows =
-                client.query(&st, &[&keys, &node]).await.map_err(self.err("readable chunks"))?;
+            let rows = client
+                .query(&st, &[&keys, &node])
+                .await
+                .map_err(self.err("readable chunks"))?;
             for row in &rows {
                 out.insert(col_chunk_id(row, 0)?);
             }
@@ -45,7 +50,10 @@ impl PostgresMeta {
     pub(super) async fn blob_impl(&self, id: &BlobId) -> Result<Option<BlobRecord>> {
         let client = self.client().await?;
         let sql = format!("SELECT {BLOB_COLUMNS} FROM blobs WHERE id = $1");
-        let st = client.prepare_cached(&sql).await.map_err(self.err("prepare"))?;
+        let st = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(self.err("prepare"))?;
         let row = client
             .query_opt(&st, &[&id.as_bytes().as_slice()])
             .await
@@ -108,17 +116,25 @@ impl PostgresMeta {
         let client = self.client().await?;
         // Every id is 32 bytes, so all are greater than the empty string.
         let sql = format!("SELECT {BLOB_COLUMNS} FROM blobs WHERE id > $1 ORDER BY id LIMIT $2");
-        let st = client.prepare_cached(&sql).await.map_err(self.err("prepare"))?;
+        let st = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(self.err("prepare"))?;
         let after: &[u8] = after.as_ref().map_or(&[], |a| a.as_bytes().as_slice());
-        let rows =
-            client.query(&st, &[&after, &limit_of(limit)]).await.map_err(self.err("list blobs"))?;
+        let rows = client
+            .query(&st, &[&after, &limit_of(limit)])
+            .await
+            .map_err(self.err("list blobs"))?;
         rows.iter().map(blob_from_row).collect()
     }
 
     pub(super) async fn chunk_impl(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
         let client = self.client().await?;
         let sql = format!("SELECT {CHUNK_COLUMNS} FROM chunks WHERE id = $1");
-        let st = client.prepare_cached(&sql).await.map_err(self.err("prepare"))?;
+        let st = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(self.err("prepare"))?;
         let row = client
             .query_opt(&st, &[&id.as_bytes().as_slice()])
             .await
@@ -136,7 +152,10 @@ impl PostgresMeta {
         }
         let client = self.client().await?;
         let sql = format!("SELECT {CHUNK_COLUMNS} FROM chunks WHERE id > $1 ORDER BY id LIMIT $2");
-        let st = client.prepare_cached(&sql).await.map_err(self.err("prepare"))?;
+        let st = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(self.err("prepare"))?;
         let after: &[u8] = after.as_ref().map_or(&[], |a| a.as_bytes().as_slice());
         let rows = client
             .query(&st, &[&after, &limit_of(limit)])
@@ -157,11 +176,18 @@ impl PostgresMeta {
             return Ok(out);
         }
         let client = self.client().await?;
-        let sql = format!("SELECT {LOCATION_COLUMNS} FROM locations WHERE chunk = ANY($1::bytea[])");
-        let st = client.prepare_cached(&sql).await.map_err(self.err("prepare"))?;
+        let sql =
+            format!("SELECT {LOCATION_COLUMNS} FROM locations WHERE chunk = ANY($1::bytea[])");
+        let st = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(self.err("prepare"))?;
         for batch in ids.chunks(BATCH) {
             let keys: Vec<&[u8]> = batch.iter().map(|c| c.as_bytes().as_slice()).collect();
-            let rows = client.query(&st, &[&keys]).await.map_err(self.err("read locations"))?;
+            let rows = client
+                .query(&st, &[&keys])
+                .await
+                .map_err(self.err("read locations"))?;
             for row in &rows {
                 let loc = location_from_row(row)?;
                 out.entry(loc.chunk).or_default().push(loc);

@@ -47,7 +47,10 @@ pub(crate) fn u64_of(v: i64, what: &str) -> Result<u64> {
 /// A typed column value, with a strata error instead of a panic on mismatch.
 pub(crate) fn col<'a, T: FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T> {
     row.try_get(idx).map_err(|e| {
-        Error::internal(format!("postgres: cannot read column {idx} of a result row")).with_source(e)
+        Error::internal(format!(
+            "postgres: cannot read column {idx} of a result row"
+        ))
+        .with_source(e)
     })
 }
 
@@ -58,7 +61,9 @@ pub(crate) fn col_u64(row: &Row, idx: usize, what: &str) -> Result<u64> {
 
 /// A nullable `int8` column as `Option<u64>`.
 pub(crate) fn col_opt_u64(row: &Row, idx: usize, what: &str) -> Result<Option<u64>> {
-    col::<Option<i64>>(row, idx)?.map(|v| u64_of(v, what)).transpose()
+    col::<Option<i64>>(row, idx)?
+        .map(|v| u64_of(v, what))
+        .transpose()
 }
 
 /// A `bytea` column as a chunk id.

@@ -73,8 +73,12 @@ impl<'a> CommitPlan<'a> {
         }
         let loc_keys = LocationKeys::of(c.new_locations.iter());
         let chosen = || loc_keys.source.iter().map(|&i| &c.new_locations[i]);
-        let loc_offsets = chosen().map(|l| i64_of(l.offset, "location offset")).collect::<Result<_>>()?;
-        let loc_lengths = chosen().map(|l| i64_of(l.length, "location length")).collect::<Result<_>>()?;
+        let loc_offsets = chosen()
+            .map(|l| i64_of(l.offset, "location offset"))
+            .collect::<Result<_>>()?;
+        let loc_lengths = chosen()
+            .map(|l| i64_of(l.length, "location length"))
+            .collect::<Result<_>>()?;
         let loc_health = chosen().map(|l| l.health.as_str()).collect();
         let loc_verified = chosen()
             .map(|l| opt_i64_of(l.last_verified_ms, "last_verified_ms"))
@@ -93,9 +97,17 @@ impl<'a> CommitPlan<'a> {
             chunk_ids: per_chunk.keys().map(|&k| k.as_bytes().as_slice()).collect(),
             chunk_sizes: per_chunk.values().map(|(len, _)| i64::from(*len)).collect(),
             chunk_refs: per_chunk.values().map(|(_, n)| *n).collect(),
-            offsets: c.entries.iter().map(|e| i64_of(e.offset, "offset")).collect::<Result<_>>()?,
+            offsets: c
+                .entries
+                .iter()
+                .map(|e| i64_of(e.offset, "offset"))
+                .collect::<Result<_>>()?,
             lengths: c.entries.iter().map(|e| i64::from(e.length)).collect(),
-            entry_chunks: c.entries.iter().map(|e| e.chunk.as_bytes().as_slice()).collect(),
+            entry_chunks: c
+                .entries
+                .iter()
+                .map(|e| e.chunk.as_bytes().as_slice())
+                .collect(),
             loc_keys,
             loc_offsets,
             loc_lengths,
@@ -124,7 +136,9 @@ impl PostgresMeta {
     pub(super) async fn commit_blob_impl(&self, commit: &BlobCommit) -> Result<CommitOutcome> {
         let plan = CommitPlan::new(commit)?;
         for _ in 0..super::ATTEMPTS {
-            let attempt = self.retrying("commit", || self.commit_once(commit, &plan)).await?;
+            let attempt = self
+                .retrying("commit", || self.commit_once(commit, &plan))
+                .await?;
             if let Some(outcome) = attempt {
                 return Ok(outcome);
             }
@@ -137,7 +151,10 @@ impl PostgresMeta {
 
     async fn commit_once(&self, commit: &BlobCommit, p: &CommitPlan<'_>) -> Result<Attempt> {
         let mut client = self.client().await?;
-        let txn = client.transaction().await.map_err(self.err("begin commit"))?;
+        let txn = client
+            .transaction()
+            .await
+            .map_err(self.err("begin commit"))?;
 
         // 1. The blob row first: a concurrent commit of the same id waits here, and the
         //    loser sees a conflict and changes nothing.
@@ -150,12 +167,26 @@ impl PostgresMeta {
             .map_err(self.err("prepare"))?;
         let [min, avg, max] = &p.params;
         let inserted = txn
-            .execute(&st, &[&p.blob_id, &p.size, &p.chunk_count, min, avg, max, &p.created_ms])
+            .execute(
+                &st,
+                &[
+                    &p.blob_id,
+                    &p.size,
+                    &p.chunk_count,
+                    min,
+                    avg,
+                    max,
+                    &p.created_ms,
+                ],
+            )
             .await
             .map_err(self.err("insert blob"))?;
         if inserted == 0 {
             let sql = format!("SELECT {BLOB_COLUMNS} FROM blobs WHERE id = $1");
-            let row = txn.query_opt(&sql, &[&p.blob_id]).await.map_err(self.err("read blob"))?;
+            let row = txn
+                .query_opt(&sql, &[&p.blob_id])
+                .await
+                .map_err(self.err("read blob"))?;
             return Ok(match row {
                 Some(row) => Some(CommitOutcome::AlreadyExists(blob_from_row(&row)?)),
                 None => None,
@@ -177,9 +208,16 @@ impl PostgresMeta {
             .map_err(self.err("prepare"))?;
         for start in (0..p.chunk_ids.len()).step_by(BATCH) {
             let r = start..(start + BATCH).min(p.chunk_ids.len());
-            txn.execute(&st, &[&&p.chunk_ids[r.clone()], &&p.chunk_sizes[r.clone()], &&p.chunk_refs[r]])
-                .await
-                .map_err(self.err("add chunk references"))?;
+            txn.execute(
+                &st,
+                &[
+                    &&p.chunk_ids[r.clone()],
+                    &&p.chunk_sizes[r.clone()],
+                    &&p.chunk_refs[r],
+                ],
+            )
+            .await
+            .map_err(self.err("add chunk references"))?;
         }
 
         // 3. The copies this put wrote.
@@ -219,7 +257,10 @@ impl PostgresMeta {
         }
 
         // 4. Every chunk must now have a healthy copy this node can read.
-        let st = txn.prepare_cached(READABLE_SQL).await.map_err(self.err("prepare"))?;
+        let st = txn
+            .prepare_cached(READABLE_SQL)
+            .await
+            .map_err(self.err("prepare"))?;
         let mut missing = Vec::new();
         for batch in p.chunk_ids.chunks(BATCH) {
             let rows = txn
@@ -228,7 +269,7 @@ impl PostgresMeta {
                 .map_err(self.err("check readable copies"))?;
             let mut readable = Vec::with_capacity(rows.len());
             for row in &rows {
-                readable.push(col_chunk_id(&row, 0)?);
+                readable.push(col_chunk_id(row, 0)?);
             }
             readable.sort_unstable();
             for id in batch {
@@ -256,7 +297,12 @@ impl PostgresMeta {
             let r = start..(start + BATCH).min(p.offsets.len());
             txn.execute(
                 &st,
-                &[&p.blob_id, &&p.offsets[r.clone()], &&p.lengths[r.clone()], &&p.entry_chunks[r]],
+                &[
+                    &p.blob_id,
+                    &&p.offsets[r.clone()],
+                    &&p.lengths[r.clone()],
+                    &&p.entry_chunks[r],
+                ],
             )
             .await
             .map_err(self.err("insert manifest"))?;
@@ -278,13 +324,21 @@ impl PostgresMeta {
     async fn delete_once(&self, id: &BlobId, now: i64) -> Result<Option<Vec<ChunkId>>> {
         let key = id.as_bytes().as_slice();
         let mut client = self.client().await?;
-        let txn = client.transaction().await.map_err(self.err("begin delete"))?;
+        let txn = client
+            .transaction()
+            .await
+            .map_err(self.err("begin delete"))?;
         // The blob row first (same order as commit); a concurrent delete waits here.
         let st = txn
             .prepare_cached("SELECT 1 FROM blobs WHERE id = $1 FOR UPDATE")
             .await
             .map_err(self.err("prepare"))?;
-        if txn.query_opt(&st, &[&key]).await.map_err(self.err("lock blob"))?.is_none() {
+        if txn
+            .query_opt(&st, &[&key])
+            .await
+            .map_err(self.err("lock blob"))?
+            .is_none()
+        {
             return Ok(None);
         }
         // Drop the manifest, counting entries per chunk on the server.
@@ -295,7 +349,10 @@ impl PostgresMeta {
             )
             .await
             .map_err(self.err("prepare"))?;
-        let rows = txn.query(&st, &[&key]).await.map_err(self.err("delete manifest"))?;
+        let rows = txn
+            .query(&st, &[&key])
+            .await
+            .map_err(self.err("delete manifest"))?;
         let mut ids: Vec<&[u8]> = Vec::with_capacity(rows.len());
         let mut counts: Vec<i64> = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -330,7 +387,9 @@ impl PostgresMeta {
             .prepare_cached("DELETE FROM blobs WHERE id = $1")
             .await
             .map_err(self.err("prepare"))?;
-        txn.execute(&st, &[&key]).await.map_err(self.err("delete blob"))?;
+        txn.execute(&st, &[&key])
+            .await
+            .map_err(self.err("delete blob"))?;
         txn.commit().await.map_err(self.err("commit"))?;
         zeroed.sort_unstable();
         Ok(Some(zeroed))
@@ -361,7 +420,10 @@ impl PostgresMeta {
             .map_err(self.err("prepare"))?;
         let mut zero: Vec<&[u8]> = Vec::new();
         for batch in ids.chunks(BATCH) {
-            let rows = txn.query(&lock, &[&batch]).await.map_err(self.err("lock gc chunks"))?;
+            let rows = txn
+                .query(&lock, &[&batch])
+                .await
+                .map_err(self.err("lock gc chunks"))?;
             for row in &rows {
                 let id: &[u8] = col(row, 0)?;
                 if let Ok(pos) = batch.binary_search(&id) {
@@ -395,13 +457,19 @@ impl PostgresMeta {
             .map_err(self.err("prepare"))?;
         let mut removed = Vec::new();
         for batch in zero.chunks(BATCH) {
-            txn.query(&lock, &[&batch, &node]).await.map_err(self.err("lock hot copies"))?;
-            let rows =
-                txn.query(&remove, &[&batch, &node]).await.map_err(self.err("remove hot copies"))?;
+            txn.query(&lock, &[&batch, &node])
+                .await
+                .map_err(self.err("lock hot copies"))?;
+            let rows = txn
+                .query(&remove, &[&batch, &node])
+                .await
+                .map_err(self.err("remove hot copies"))?;
             for row in &rows {
                 removed.push(col_chunk_id(row, 0)?);
             }
-            txn.execute(&forget, &[&batch]).await.map_err(self.err("remove chunk records"))?;
+            txn.execute(&forget, &[&batch])
+                .await
+                .map_err(self.err("remove chunk records"))?;
         }
         txn.commit().await.map_err(self.err("commit"))?;
         removed.sort_unstable();
@@ -414,14 +482,21 @@ impl PostgresMeta {
         }
         // The latest result per copy updates it; all go to the log.
         let keys = LocationKeys::of(results.iter().map(|r| &r.location));
-        let health: Vec<&str> = keys.source.iter().map(|&i| results[i].health.as_str()).collect();
+        let health: Vec<&str> = keys
+            .source
+            .iter()
+            .map(|&i| results[i].health.as_str())
+            .collect();
         let at: Vec<i64> = keys
             .source
             .iter()
             .map(|&i| i64_of(results[i].at_ms, "verification time"))
             .collect::<Result<_>>()?;
         let log = VerifyLog {
-            chunk: results.iter().map(|r| r.location.chunk.as_bytes().as_slice()).collect(),
+            chunk: results
+                .iter()
+                .map(|r| r.location.chunk.as_bytes().as_slice())
+                .collect(),
             tier: results.iter().map(|r| r.location.tier.as_str()).collect(),
             node: results.iter().map(|r| r.location.node.as_str()).collect(),
             pack: results.iter().map(|r| r.location.pack.as_str()).collect(),
@@ -432,7 +507,10 @@ impl PostgresMeta {
                 .collect::<Result<_>>()?,
             detail: results.iter().map(|r| r.detail.as_str()).collect(),
         };
-        self.retrying("record verification", || self.verify_once(&keys, &health, &at, &log)).await
+        self.retrying("record verification", || {
+            self.verify_once(&keys, &health, &at, &log)
+        })
+        .await
     }
 
     async fn verify_once(
@@ -510,10 +588,16 @@ impl PostgresMeta {
             e.1 = e.1.saturating_add(*n);
         }
         let ids: Vec<&[u8]> = folded.keys().map(|k| k.as_bytes().as_slice()).collect();
-        let last: Vec<i64> =
-            folded.values().map(|(l, _)| i64_of(*l, "access time")).collect::<Result<_>>()?;
-        let reads: Vec<i64> = folded.values().map(|(_, n)| i64::try_from(*n).unwrap_or(i64::MAX)).collect();
-        self.retrying("record access", || self.access_once(&ids, &last, &reads)).await
+        let last: Vec<i64> = folded
+            .values()
+            .map(|(l, _)| i64_of(*l, "access time"))
+            .collect::<Result<_>>()?;
+        let reads: Vec<i64> = folded
+            .values()
+            .map(|(_, n)| i64::try_from(*n).unwrap_or(i64::MAX))
+            .collect();
+        self.retrying("record access", || self.access_once(&ids, &last, &reads))
+            .await
     }
 
     async fn access_once(&self, ids: &[&[u8]], last: &[i64], reads: &[i64]) -> Result<()> {
@@ -548,9 +632,14 @@ pub(super) async fn lock_chunks(
     if ids.is_empty() {
         return Ok(());
     }
-    let st = txn.prepare_cached(LOCK_CHUNKS_SQL).await.map_err(meta.err("prepare"))?;
+    let st = txn
+        .prepare_cached(LOCK_CHUNKS_SQL)
+        .await
+        .map_err(meta.err("prepare"))?;
     for batch in ids.chunks(BATCH) {
-        txn.query(&st, &[&batch]).await.map_err(meta.err("lock chunks"))?;
+        txn.query(&st, &[&batch])
+            .await
+            .map_err(meta.err("lock chunks"))?;
     }
     Ok(())
 }
@@ -564,12 +653,20 @@ pub(super) async fn lock_locations(
     if keys.len() == 0 {
         return Ok(());
     }
-    let st = txn.prepare_cached(LOCK_LOCATIONS_SQL).await.map_err(meta.err("prepare"))?;
+    let st = txn
+        .prepare_cached(LOCK_LOCATIONS_SQL)
+        .await
+        .map_err(meta.err("prepare"))?;
     for start in (0..keys.len()).step_by(BATCH) {
         let r = start..(start + BATCH).min(keys.len());
         txn.query(
             &st,
-            &[&&keys.chunk[r.clone()], &&keys.tier[r.clone()], &&keys.node[r.clone()], &&keys.pack[r]],
+            &[
+                &&keys.chunk[r.clone()],
+                &&keys.tier[r.clone()],
+                &&keys.node[r.clone()],
+                &&keys.pack[r],
+            ],
         )
         .await
         .map_err(meta.err("lock copies"))?;
