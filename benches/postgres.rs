@@ -8,7 +8,6 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use strata::meta::postgres::PostgresMeta;
 use strata::meta::MetaStore;
@@ -80,31 +79,7 @@ fn postgres(c: &mut Criterion) {
     let store = rt
         .block_on(Store::open(common::pg_settings(dir.path(), 0, &url)))
         .expect("open");
-    let mut blobs = Vec::new();
-    for (name, size) in [
-        ("get_range_4KiB_in_16MiB", 16usize << 20),
-        ("get_range_4KiB_in_1GiB", common::size(1 << 30, 32 << 20)),
-    ] {
-        let data = Bytes::from(common::random_bytes(size, 11 + size as u64));
-        blobs.push((name, size, rt.block_on(store.put(data)).expect("put").id));
-    }
-    for (name, size, id) in blobs {
-        let mut i = 0u64;
-        let stride = (size as u64 - 4096) / 997;
-        group.bench_function(name, |b| {
-            b.to_async(&rt).iter(|| {
-                i = (i + 1) % 997;
-                let start = i * stride;
-                let store = &store;
-                async move {
-                    store
-                        .get_range(&id, start..start + 4096)
-                        .await
-                        .expect("range")
-                }
-            })
-        });
-    }
+    common::bench_get_range_4k(&mut group, &rt, &store, 11);
     rt.block_on(store.close()).expect("close");
     group.finish();
 }

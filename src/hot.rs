@@ -64,27 +64,9 @@ impl HotTier {
             flushing: Arc::default(),
         }
     }
-}
 
-#[async_trait]
-impl ChunkTier for HotTier {
-    async fn put_many(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<()> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let cf = cf(&db, CF_CHUNKS)?;
-            let mut batch = WriteBatch::default();
-            for (id, bytes) in &chunks {
-                batch.put_cf(cf, id.as_bytes(), bytes);
-            }
-            let mut opts = WriteOptions::default();
-            opts.set_sync(false);
-            db.write_opt(batch, &opts)?;
-            Ok(())
-        })
-        .await?
-    }
-
-    async fn put_many_unlogged(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<()> {
+    /// One write batch of chunks, through the WAL (not synced) or past it.
+    async fn write(&self, chunks: Vec<(ChunkId, Bytes)>, logged: bool) -> Result<()> {
         let db = self.db.clone();
         let unlogged = self.unlogged.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -94,14 +76,28 @@ impl ChunkTier for HotTier {
                 batch.put_cf(cf, id.as_bytes(), bytes);
             }
             let mut opts = WriteOptions::default();
-            opts.disable_wal(true);
+            opts.set_sync(false);
+            opts.disable_wal(!logged);
             db.write_opt(batch, &opts)?;
-            // After the write: a flush that clears the flag started after these bytes
-            // were in the memtable.
-            unlogged.store(true, Ordering::SeqCst);
+            if !logged {
+                // After the write: a flush that clears the flag started after these
+                // bytes were in the memtable.
+                unlogged.store(true, Ordering::SeqCst);
+            }
             Ok(())
         })
         .await?
+    }
+}
+
+#[async_trait]
+impl ChunkTier for HotTier {
+    async fn put_many(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<()> {
+        self.write(chunks, true).await
+    }
+
+    async fn put_many_unlogged(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<()> {
+        self.write(chunks, false).await
     }
 
     async fn sync_unlogged(&self) -> Result<()> {

@@ -91,3 +91,38 @@ pub fn pg_settings(dir: &Path, cache_bytes: u64, url: &str) -> Settings {
     s.validate().expect("valid settings");
     s
 }
+
+/// `get_range` of 4 KiB at 997 spread offsets in a 16 MiB and a 1 GiB blob (32 MiB under
+/// `cargo test`), both put into `store`, the small one first: the big put pushes it out
+/// of the memtable, so both reads come from blob files and only the blob size differs.
+pub fn bench_get_range_4k(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    seed: u64,
+) {
+    let mut blobs = Vec::new();
+    for (name, size) in [
+        ("get_range_4KiB_in_16MiB", 16usize << 20),
+        ("get_range_4KiB_in_1GiB", size(1 << 30, 32 << 20)),
+    ] {
+        let data = Bytes::from(random_bytes(size, seed + size as u64));
+        blobs.push((name, size, rt.block_on(store.put(data)).expect("put").id));
+    }
+    for (name, size, id) in blobs {
+        let mut i = 0u64;
+        let stride = (size as u64 - 4096) / 997;
+        group.bench_function(name, |b| {
+            b.to_async(rt).iter(|| {
+                i = (i + 1) % 997;
+                let start = i * stride;
+                async move {
+                    store
+                        .get_range(&id, start..start + 4096)
+                        .await
+                        .expect("range")
+                }
+            })
+        });
+    }
+}
