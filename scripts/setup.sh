@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 
 need_packages libclang-dev clang build-essential
-echo "building strata (the first build compiles RocksDB: ~15 minutes on 2 cores)" >&2
+echo "building strata (the first build compiles RocksDB and the AWS SDK: ~35 minutes on 2 cores)" >&2
 cargo build --release --bin strata --example quickstart
 STRATA="$CARGO_TARGET_DIR/release/strata"
 
