@@ -10,7 +10,10 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
+};
 use strata::{ChunkerParams, Store};
 
 fn ingest(c: &mut Criterion) {
@@ -41,17 +44,14 @@ fn ingest(c: &mut Criterion) {
         .block_on(Store::open(common::settings(dir.path(), 64 << 20)))
         .expect("open");
     let mut round = 0u64;
-    group.bench_function("put_embedded", |b| {
-        b.iter_batched(
-            || {
-                round += 1;
-                common::refresh(&mut data, round);
-                Bytes::copy_from_slice(&data)
-            },
-            |input| rt.block_on(store.put(input)).expect("put"),
-            BatchSize::PerIteration,
-        )
-    });
+    bench_put(
+        &mut group,
+        "put_embedded",
+        &rt,
+        &store,
+        &mut data,
+        &mut round,
+    );
     rt.block_on(store.close()).expect("close");
 
     // The same put with metadata in PostgreSQL (hot tier still local RocksDB).
@@ -60,20 +60,40 @@ fn ingest(c: &mut Criterion) {
         let store = rt
             .block_on(Store::open(common::pg_settings(dir.path(), 64 << 20, &url)))
             .expect("open");
-        group.bench_function("put_postgres", |b| {
-            b.iter_batched(
-                || {
-                    round += 1;
-                    common::refresh(&mut data, round);
-                    Bytes::copy_from_slice(&data)
-                },
-                |input| rt.block_on(store.put(input)).expect("put"),
-                BatchSize::PerIteration,
-            )
-        });
+        bench_put(
+            &mut group,
+            "put_postgres",
+            &rt,
+            &store,
+            &mut data,
+            &mut round,
+        );
         rt.block_on(store.close()).expect("close");
     }
     group.finish();
+}
+
+/// `put` of `data`, made new content (no dedup) before every iteration, outside the
+/// timing. `round` runs on across calls so no two measurements put the same bytes.
+fn bench_put(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    data: &mut [u8],
+    round: &mut u64,
+) {
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            || {
+                *round += 1;
+                common::refresh(data, *round);
+                Bytes::copy_from_slice(data)
+            },
+            |input| rt.block_on(store.put(input)).expect("put"),
+            BatchSize::PerIteration,
+        )
+    });
 }
 
 criterion_group!(benches, ingest);

@@ -8,6 +8,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::Region;
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, GlacierJobParameters, MetadataDirective,
@@ -267,46 +268,67 @@ impl S3ObjectStore {
     }
 
     async fn get_object(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
+        let (out, what) = self.send_get(key, range.as_ref()).await?;
+        collect_get(out, key, &what, range).await
+    }
+
+    /// Send a GET (ranged when `range` is given); the response and `bucket/full-key`.
+    async fn send_get(
+        &self,
+        key: &str,
+        range: Option<&Range<u64>>,
+    ) -> Result<(GetObjectOutput, String)> {
         let full = self.full_key(key)?;
         let what = self.what(&full);
         let mut request = self.client.get_object().bucket(&self.bucket).key(&full);
-        if let Some(r) = &range {
+        if let Some(r) = range {
             request = request.range(format!("bytes={}-{}", r.start, r.end - 1));
         }
         let out = request
             .send()
             .await
             .map_err(|e| map_sdk_error(Op::Get, &what, e))?;
-        let partial = out.content_range().is_some();
-        let body = out.body.collect().await.map_err(|e| {
-            Error::unavailable(format!("s3 get {what}: reading the body failed")).with_source(e)
-        })?;
-        let body = body.into_bytes();
-        let Some(r) = range else { return Ok(body) };
-        let want = r.end - r.start;
-        if partial {
-            // S3 clamps a range that runs past the end: strata does not.
-            if body.len() as u64 != want {
-                return Err(Error::invalid(format!(
-                    "range {}..{} is past the end of object {key} (got {} bytes)",
-                    r.start,
-                    r.end,
-                    body.len()
-                )));
-            }
-            return Ok(body);
-        }
-        // The server ignored the range and sent the whole object.
-        if r.end > body.len() as u64 {
+        Ok((out, what))
+    }
+}
+
+/// Read a GET's whole body and cut it to `range`, judging servers that clamp a range
+/// running past the end (S3) or ignore the range (sending the whole object).
+async fn collect_get(
+    out: GetObjectOutput,
+    key: &str,
+    what: &str,
+    range: Option<Range<u64>>,
+) -> Result<Bytes> {
+    let partial = out.content_range().is_some();
+    let body = out.body.collect().await.map_err(|e| {
+        Error::unavailable(format!("s3 get {what}: reading the body failed")).with_source(e)
+    })?;
+    let body = body.into_bytes();
+    let Some(r) = range else { return Ok(body) };
+    let want = r.end - r.start;
+    if partial {
+        // S3 clamps a range that runs past the end: strata does not.
+        if body.len() as u64 != want {
             return Err(Error::invalid(format!(
-                "range {}..{} is past the end of object {key} ({} bytes)",
+                "range {}..{} is past the end of object {key} (got {} bytes)",
                 r.start,
                 r.end,
                 body.len()
             )));
         }
-        Ok(body.slice(r.start as usize..r.end as usize))
+        return Ok(body);
     }
+    // The server ignored the range and sent the whole object.
+    if r.end > body.len() as u64 {
+        return Err(Error::invalid(format!(
+            "range {}..{} is past the end of object {key} ({} bytes)",
+            r.start,
+            r.end,
+            body.len()
+        )));
+    }
+    Ok(body.slice(r.start as usize..r.end as usize))
 }
 
 /// strata's class for an S3 class name; classes strata does not write count as STANDARD.
@@ -348,22 +370,11 @@ impl ObjectStore for S3ObjectStore {
         if check_range(key, &range)? {
             return Ok(futures::stream::empty().boxed());
         }
-        let full = self.full_key(key)?;
-        let what = self.what(&full);
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .range(format!("bytes={}-{}", range.start, range.end - 1))
-            .send()
-            .await
-            .map_err(|e| map_sdk_error(Op::Get, &what, e))?;
+        let (out, what) = self.send_get(key, Some(&range)).await?;
         let length = out.content_length().and_then(|n| u64::try_from(n).ok());
         if out.content_range().is_none() || length != Some(want) {
-            // The server ignored the range or clamped it: let the buffered path judge.
-            drop(out);
-            let bytes = self.get_object(key, Some(range)).await?;
+            // The server ignored the range or clamped it: judge this response whole.
+            let bytes = collect_get(out, key, &what, Some(range)).await?;
             return Ok(futures::stream::once(async move { Ok(bytes) }).boxed());
         }
         // State: the body (None once it failed or ended) and the bytes received so far.

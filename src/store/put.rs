@@ -175,8 +175,7 @@ impl Store {
         // The first bytes of a put go through the write-ahead log (a small put is then
         // made durable by the synced commit alone); past that, bulk writes skip the log
         // so each byte hits the disk once, and the commit first flushes them.
-        if w.new_bytes > LOGGED_PUT_BYTES {
-            w.unlogged = true;
+        if w.unlogged() {
             self.inner.hot.put_many_unlogged(to_write).await
         } else {
             self.inner.hot.put_many(to_write).await
@@ -192,7 +191,7 @@ impl Store {
     ) -> Result<PutReceipt> {
         if w.new_chunks > 0 && !(self.inner.wal_shared && self.inner.settings.hot.sync) {
             self.inner.hot.sync().await?;
-        } else if w.unlogged {
+        } else if w.unlogged() {
             self.inner.hot.sync_unlogged().await?;
         }
         let chunks = w.entries.len() as u64;
@@ -259,8 +258,14 @@ struct Written {
     locations: Vec<Location>,
     new_chunks: u64,
     new_bytes: u64,
-    /// Some chunks were written without the write-ahead log.
-    unlogged: bool,
+}
+
+impl Written {
+    /// Whether the put has passed its logged prefix. `new_bytes` only grows with a
+    /// batch that writes, so once this holds some chunks were written without the WAL.
+    fn unlogged(&self) -> bool {
+        self.new_bytes > LOGGED_PUT_BYTES
+    }
 }
 
 /// The chunker thread: cut blocks into chunks, hash them, send batches.
