@@ -13,6 +13,10 @@ use crate::error::Result;
 use crate::id::ChunkId;
 use crate::rocks::{cf, CF_CHUNKS};
 
+/// Upper bound of a write batch's bytes per record besides the value: tag, column
+/// family id, two varint lengths and the 32-byte key (and the batch header).
+const BATCH_RECORD_OVERHEAD: usize = 64;
+
 /// A tier that stores chunk bytes under their ids on this node.
 #[async_trait]
 pub trait ChunkTier: Send + Sync + 'static {
@@ -23,6 +27,12 @@ pub trait ChunkTier: Send + Sync + 'static {
     async fn get(&self, id: &ChunkId) -> Result<Option<Bytes>>;
     /// Whether a copy is present.
     async fn contains(&self, id: &ChunkId) -> Result<bool>;
+    /// Whether a copy may be present, without loading it: `false` is certain, `true` is
+    /// wrong for about 1% of absent chunks (the caller then reads through the normal
+    /// per-chunk path). For deciding what to fetch ahead from other tiers.
+    async fn may_contain(&self, id: &ChunkId) -> bool {
+        self.contains(id).await.unwrap_or(true)
+    }
     /// Remove chunks (call only after the metadata no longer points here).
     async fn delete_many(&self, ids: Vec<ChunkId>) -> Result<()>;
     /// Store chunks of a bulk write, bypassing the write-ahead log when the tier can:
@@ -71,7 +81,12 @@ impl HotTier {
         let unlogged = self.unlogged.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             let cf = cf(&db, CF_CHUNKS)?;
-            let mut batch = WriteBatch::default();
+            // Sized up front: a growing batch copies its whole buffer at every doubling.
+            let bytes: usize = chunks
+                .iter()
+                .map(|(_, b)| b.len() + BATCH_RECORD_OVERHEAD)
+                .sum();
+            let mut batch = WriteBatch::with_capacity_bytes(bytes + BATCH_RECORD_OVERHEAD);
             for (id, bytes) in &chunks {
                 batch.put_cf(cf, id.as_bytes(), bytes);
             }
@@ -133,6 +148,15 @@ impl ChunkTier for HotTier {
     async fn contains(&self, id: &ChunkId) -> Result<bool> {
         let cf = cf(&self.db, CF_CHUNKS)?;
         Ok(self.db.get_pinned_cf(cf, id.as_bytes())?.is_some())
+    }
+
+    async fn may_contain(&self, id: &ChunkId) -> bool {
+        // The memtables and the SST files' bloom filters, no data or blob reads: a key
+        // in an SST file is "maybe" without loading its value.
+        match cf(&self.db, CF_CHUNKS) {
+            Ok(cf) => self.db.key_may_exist_cf(cf, id.as_bytes()),
+            Err(_) => true,
+        }
     }
 
     async fn delete_many(&self, ids: Vec<ChunkId>) -> Result<()> {

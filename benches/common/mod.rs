@@ -21,6 +21,15 @@ pub fn size(full: usize, small: usize) -> usize {
     }
 }
 
+/// A temporary data directory, under `STRATA_BENCH_DIR` when set (for example
+/// `/dev/shm`, to measure the pipeline without the disk), else the system's.
+pub fn tempdir() -> tempfile::TempDir {
+    match std::env::var_os("STRATA_BENCH_DIR") {
+        Some(dir) => tempfile::tempdir_in(dir).expect("tempdir in STRATA_BENCH_DIR"),
+        None => tempfile::tempdir().expect("tempdir"),
+    }
+}
+
 /// Pseudo-random bytes (incompressible, so no chunk repeats).
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 8);

@@ -1,12 +1,13 @@
 //! The work behind each subcommand.
 
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::{parse_range, Command, MetaCommand, TierCommand};
 use crate::error::{Error, Result};
@@ -16,6 +17,8 @@ use crate::store::Store;
 
 /// Inputs and outputs at least this large get a progress bar (when stderr is a terminal).
 const PROGRESS_MIN_BYTES: u64 = 16 << 20;
+/// Blocks read from an input file (the ingest pipeline's block size).
+const FILE_BLOCK_BYTES: usize = 1 << 20;
 
 pub(super) async fn run(settings: Settings, command: Command) -> Result<ExitCode> {
     if let Command::Meta { command } = &command {
@@ -143,6 +146,40 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// The blocks of `file`, read on a blocking thread straight into their own buffers:
+/// no second copy through an async file's staging buffer.
+fn file_blocks(
+    file: std::fs::File,
+    bar: ProgressBar,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + Unpin {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        loop {
+            let mut block = Vec::with_capacity(FILE_BLOCK_BYTES);
+            match (&mut file)
+                .take(FILE_BLOCK_BYTES as u64)
+                .read_to_end(&mut block)
+            {
+                Ok(0) => return,
+                Ok(n) => {
+                    bar.inc(n as u64);
+                    if tx.blocking_send(Ok(Bytes::from(block))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
 fn progress(len: Option<u64>, what: &str) -> ProgressBar {
     let big = len.is_none_or(|n| n >= PROGRESS_MIN_BYTES);
     if !std::io::stderr().is_terminal() || !big {
@@ -165,22 +202,26 @@ fn progress(len: Option<u64>, what: &str) -> ProgressBar {
 }
 
 async fn put(store: &Store, file: &Path, json: bool) -> Result<ExitCode> {
-    let (reader, len): (Box<dyn AsyncRead + Send + Unpin>, Option<u64>) = if file == Path::new("-")
-    {
-        (Box::new(tokio::io::stdin()), None)
+    let receipt = if file == Path::new("-") {
+        let bar = progress(None, "put");
+        let receipt = store
+            .put_stream(bar.wrap_async_read(tokio::io::stdin()))
+            .await;
+        bar.finish_and_clear();
+        receipt
     } else {
-        let f = tokio::fs::File::open(file).await.map_err(|e| {
+        let f = std::fs::File::open(file).map_err(|e| {
             Error::from(e).context_prefix(format!("cannot open {}", file.display()))
         })?;
-        let meta = f.metadata().await?;
+        let meta = f.metadata()?;
         if meta.is_dir() {
             return Err(Error::invalid(format!("{} is a directory", file.display())));
         }
-        (Box::new(f), Some(meta.len()))
+        let bar = progress(Some(meta.len()), "put");
+        let receipt = store.put_blocks(file_blocks(f, bar.clone())).await;
+        bar.finish_and_clear();
+        receipt
     };
-    let bar = progress(len, "put");
-    let receipt = store.put_stream(bar.wrap_async_read(reader)).await;
-    bar.finish_and_clear();
     let receipt = receipt?;
     if json {
         print_json(&receipt)?;

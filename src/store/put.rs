@@ -2,7 +2,7 @@
 //! storing, then one metadata commit.
 //!
 //! ```text
-//!  reader task ──blocks──▶ chunker thread (FastCDC + chunk BLAKE3) ──batches──▶ writer
+//!  block source ─blocks─▶ chunker thread (FastCDC + chunk BLAKE3) ──batches──▶ writer
 //!        └──────blocks──▶ blob hasher thread (whole-content BLAKE3)   (dedup, hot put)
 //! ```
 //! Every channel is bounded, so memory stays a few blocks whatever the input size.
@@ -10,8 +10,10 @@
 //! chunks, invisible to readers and harmless to later puts.
 
 use std::collections::HashSet;
+use std::future::Future;
 
 use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -27,6 +29,8 @@ use crate::model::{
 
 /// Size of the blocks read from the input and handed to the chunker.
 const BLOCK_BYTES: usize = 1 << 20;
+/// Chunk bytes per batch handed to the writer (one dedup query, one hot-tier write).
+const BATCH_BYTES: usize = 1 << 20;
 /// Blocks or batches in flight per channel.
 const CHANNEL_DEPTH: usize = 2;
 /// New bytes a put writes through the hot tier's write-ahead log before it switches to
@@ -57,17 +61,18 @@ struct Batch {
 }
 
 impl Store {
-    /// Store `data` as a blob.
+    /// Store `data` as a blob. The bytes are not copied on the way to the hot tier.
     pub async fn put(&self, data: Bytes) -> Result<PutReceipt> {
         self.check_open()?;
-        match self.put_stream(std::io::Cursor::new(data.clone())).await {
+        let once = |data: Bytes| futures::stream::iter([Ok::<Bytes, std::io::Error>(data)]);
+        match self.put_blocks(once(data.clone())).await {
             // A copy vanished between the dedup check and the commit (a scrub marked it
             // corrupt): the bytes are at hand, so try once more.
             Err(e)
                 if e.kind() == ErrorKind::Unavailable
                     && e.context().starts_with("chunks vanished") =>
             {
-                self.put_stream(std::io::Cursor::new(data)).await
+                self.put_blocks(once(data)).await
             }
             other => other,
         }
@@ -79,6 +84,58 @@ impl Store {
         mut reader: R,
     ) -> Result<PutReceipt> {
         self.check_open()?;
+        self.ingest(|feed| async move {
+            loop {
+                let mut buf = BytesMut::with_capacity(BLOCK_BYTES);
+                while buf.len() < BLOCK_BYTES {
+                    if reader.read_buf(&mut buf).await? == 0 {
+                        break;
+                    }
+                }
+                let short = buf.len() < BLOCK_BYTES;
+                if !buf.is_empty() {
+                    feed.send(buf.freeze()).await?;
+                }
+                if short {
+                    return Ok(());
+                }
+            }
+        })
+        .await
+    }
+
+    /// Store a blob given as a stream of byte blocks of any size (a network body, a
+    /// file read in blocks), without copying them. Memory is bounded by the blocks in
+    /// flight: a few of them, or a few MiB for blocks larger than that.
+    pub async fn put_blocks<S>(&self, blocks: S) -> Result<PutReceipt>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
+    {
+        self.check_open()?;
+        self.ingest(|feed| async move {
+            let mut blocks = blocks;
+            while let Some(mut block) = blocks.next().await.transpose()? {
+                // Big blocks go on in slices so that chunking, hashing and writing
+                // still overlap.
+                while block.len() > BLOCK_BYTES {
+                    feed.send(block.split_to(BLOCK_BYTES)).await?;
+                }
+                if !block.is_empty() {
+                    feed.send(block).await?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The ingest pipeline around `produce`, which sends the blob's blocks in order to
+    /// the [`Feed`] it is given and returns at the end of the input.
+    async fn ingest<F, Fut>(&self, produce: F) -> Result<PutReceipt>
+    where
+        F: FnOnce(Feed) -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
         let params = self.inner.settings.chunking;
         let (block_tx, block_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
         let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
@@ -94,28 +151,7 @@ impl Store {
             }
             (BlobId::from(h.finalize()), size)
         });
-        let read = async move {
-            loop {
-                let mut buf = BytesMut::with_capacity(BLOCK_BYTES);
-                while buf.len() < BLOCK_BYTES {
-                    if reader.read_buf(&mut buf).await? == 0 {
-                        break;
-                    }
-                }
-                if buf.is_empty() {
-                    return Ok::<(), Error>(());
-                }
-                let block = buf.freeze();
-                let short = block.len() < BLOCK_BYTES;
-                if hash_tx.send(block.clone()).await.is_err() || block_tx.send(block).await.is_err()
-                {
-                    return Err(Error::internal("ingest pipeline stopped"));
-                }
-                if short {
-                    return Ok(());
-                }
-            }
-        };
+        let read = produce(Feed { block_tx, hash_tx });
 
         let _fence = self.inner.gc_fence.read().await;
         let write = async {
@@ -268,27 +304,52 @@ impl Written {
     }
 }
 
-/// The chunker thread: cut blocks into chunks, hash them, send batches.
+/// The input side of the ingest pipeline: every block goes to the whole-blob hasher and
+/// to the chunker. Dropping it ends the input.
+struct Feed {
+    block_tx: mpsc::Sender<Bytes>,
+    hash_tx: mpsc::Sender<Bytes>,
+}
+
+impl Feed {
+    /// Hand on the next block of the blob (waits while the pipeline is full).
+    async fn send(&self, block: Bytes) -> Result<()> {
+        let stopped = |_| Error::internal("ingest pipeline stopped");
+        self.hash_tx.send(block.clone()).await.map_err(stopped)?;
+        self.block_tx.send(block).await.map_err(stopped)
+    }
+}
+
+/// The chunker thread: cut blocks into chunks, hash them, send batches of about
+/// [`BATCH_BYTES`] (small input blocks are gathered, so writes stay large).
 fn chunk_blocks(
     params: ChunkerParams,
     mut blocks: mpsc::Receiver<Bytes>,
     out: mpsc::Sender<Batch>,
 ) -> Result<()> {
     let mut chunker = StreamChunker::new(params);
-    let send = |cut: Vec<(u64, Bytes)>| -> Result<()> {
-        if cut.is_empty() {
+    let mut cut = Vec::new();
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0;
+    loop {
+        let block = blocks.blocking_recv();
+        let end = block.is_none();
+        match block {
+            Some(block) => chunker.push(block, &mut cut),
+            None => chunker.finish(&mut cut),
+        }
+        for (offset, data) in cut.drain(..) {
+            batch_bytes += data.len();
+            batch.push((offset, ChunkId::of(&data), data));
+        }
+        if batch_bytes >= BATCH_BYTES || (end && !batch.is_empty()) {
+            let chunks = std::mem::take(&mut batch);
+            batch_bytes = 0;
+            out.blocking_send(Batch { chunks })
+                .map_err(|_| Error::internal("ingest writer stopped"))?;
+        }
+        if end {
             return Ok(());
         }
-        let chunks = cut
-            .into_iter()
-            .map(|(off, data)| (off, ChunkId::of(&data), data))
-            .collect();
-        out.blocking_send(Batch { chunks })
-            .map_err(|_| Error::internal("ingest writer stopped"))
-    };
-    while let Some(block) = blocks.blocking_recv() {
-        chunker.push(&block);
-        send(chunker.drain(false))?;
     }
-    send(chunker.drain(true))
 }

@@ -188,18 +188,16 @@ impl Store {
     /// (and into hot, when promotion is on). Best effort:
     /// whatever fails here is fetched again, and reported, by the per-chunk path.
     pub(super) async fn prefetch(&self, entries: &[ManifestEntry]) {
-        // One chunk goes through the per-chunk path anyway: checking hot here would read
-        // it twice (a hot-tier existence check loads the value).
-        if entries.len() < 2 {
-            return;
-        }
         let mut seen = HashSet::new();
         let mut need: Vec<(ChunkId, u32)> = Vec::new();
         for e in entries {
-            if seen.insert(e.chunk) && !self.inner.chunks.contains_key(&e.chunk) {
-                if let Ok(false) = self.inner.hot.contains(&e.chunk).await {
-                    need.push((e.chunk, e.length));
-                }
+            // `may_contain` reads no chunk bytes, so hot chunks are not read twice; the
+            // rare false "maybe" leaves that chunk to the per-chunk path.
+            if seen.insert(e.chunk)
+                && !self.inner.chunks.contains_key(&e.chunk)
+                && !self.inner.hot.may_contain(&e.chunk).await
+            {
+                need.push((e.chunk, e.length));
             }
         }
         if need.len() < 2 {
