@@ -54,6 +54,13 @@ pub fn open(dir: &Path, hot: &HotSettings) -> Result<Arc<DB>> {
     db_opts.increase_parallelism(2);
     db_opts.set_max_background_jobs(2);
     db_opts.set_keep_log_file_num(4);
+    if hot.direct_writes {
+        if direct_io_supported(dir) {
+            db_opts.set_use_direct_io_for_flush_and_compaction(true);
+        } else {
+            tracing::warn!(dir = %dir.display(), "the filesystem refuses O_DIRECT; hot-tier files are written through the page cache");
+        }
+    }
 
     let cfs = ALL_CFS.iter().map(|name| {
         let mut o = Options::default();
@@ -94,6 +101,30 @@ pub fn open(dir: &Path, hot: &HotSettings) -> Result<Arc<DB>> {
         }
     })?;
     Ok(Arc::new(db))
+}
+
+/// Whether files in `dir` can be opened with `O_DIRECT`. Some filesystems refuse it
+/// (tmpfs before Linux 6.6, some network filesystems), and RocksDB would only find out
+/// at its first flush, which then fails.
+fn direct_io_supported(dir: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let probe = dir.join(".direct-io-probe");
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe);
+        let _ = std::fs::remove_file(&probe);
+        opened.is_ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        false
+    }
 }
 
 fn compression(name: &str) -> DBCompressionType {

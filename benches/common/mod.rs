@@ -92,6 +92,33 @@ pub async fn pg_schema_url(tag: &str) -> Option<String> {
     Some(format!("{admin}{sep}options=-c%20search_path%3D{schema}"))
 }
 
+/// `VACUUM` every table of the schema `url` uses: settles the dead rows of a
+/// delete and `gc`, so autovacuum does not run during the next measurement.
+pub async fn pg_vacuum(url: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    let conn = tokio::spawn(conn);
+    let tables: Vec<String> = client
+        .query(
+            "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )
+        .await
+        .expect("list tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !tables.is_empty() {
+        client
+            .batch_execute(&format!("VACUUM {}", tables.join(", ")))
+            .await
+            .expect("vacuum");
+    }
+    drop(client);
+    let _ = conn.await;
+}
+
 /// Settings with the hot tier in `dir` and metadata in PostgreSQL at `url`.
 pub fn pg_settings(dir: &Path, cache_bytes: u64, url: &str) -> Settings {
     let mut s = settings(dir, cache_bytes);
