@@ -98,10 +98,7 @@ impl PostgresMeta {
         // every row with every array element: a commit of 13,000 chunks spent 1.6 s in
         // two such queries (a semi-join on `unnest` was worse: a nested loop over
         // sequential scans). Sequential scans are only picked now when there is no index.
-        let options = match cfg.get_options() {
-            Some(given) => format!("{given} -c enable_seqscan=off"),
-            None => "-c enable_seqscan=off".to_string(),
-        };
+        let options = session_options(cfg.get_options());
         cfg.options(&options);
         let target = describe(&cfg);
         let manager = Manager::from_config(
@@ -298,9 +295,27 @@ impl MetaStore for PostgresMeta {
     }
 }
 
+/// The server options of strata's sessions: those the URL gives, then ours.
+fn session_options(given: Option<&str>) -> String {
+    match given {
+        Some(given) if !given.trim().is_empty() => format!("{given} -c enable_seqscan=off"),
+        _ => "-c enable_seqscan=off".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_options_keep_the_urls_and_turn_off_seqscan() {
+        let cfg: tokio_postgres::Config = "postgres://u@h/db?options=-c%20search_path%3Dx"
+            .parse()
+            .unwrap();
+        let o = session_options(cfg.get_options());
+        assert_eq!(o, "-c search_path=x -c enable_seqscan=off");
+        assert_eq!(session_options(None), "-c enable_seqscan=off");
+    }
 
     #[test]
     fn description_has_no_password() {
