@@ -99,6 +99,54 @@ async fn round_trip_100_mib_and_stream() {
     store.close().await.unwrap();
 }
 
+/// `put_blocks` takes blocks of any size (tiny, odd, larger than the pipeline's
+/// blocks) and gives the same blob, manifest and id as `put` of the whole; a stream
+/// that fails halfway commits nothing.
+#[tokio::test]
+async fn put_blocks_of_any_size_and_a_failing_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let data = random_bytes(5 << 20, 77);
+    let sizes = [1usize, 3, 4096, 65_537, 300_000, 3 << 20];
+    let mut blocks = Vec::new();
+    let mut pos = 0;
+    let mut i = 0;
+    while pos < data.len() {
+        let n = sizes[i % sizes.len()].min(data.len() - pos);
+        blocks.push(Ok::<Bytes, std::io::Error>(data.slice(pos..pos + n)));
+        pos += n;
+        i += 1;
+    }
+    let r = store
+        .put_blocks(futures::stream::iter(blocks))
+        .await
+        .unwrap();
+    assert_eq!(r.id, BlobId::of(&data));
+    assert_eq!(r.size, data.len() as u64);
+    assert!(store.get(&r.id).await.unwrap() == data);
+    let whole = store.put(data.clone()).await.unwrap();
+    assert!(
+        whole.existed,
+        "the same content put whole was not recognised"
+    );
+    assert_eq!(whole.chunks, r.chunks, "block sizes changed the cut points");
+
+    let other = random_bytes(3 << 20, 78);
+    let failing = futures::stream::iter(vec![
+        Ok(other.slice(..1 << 20)),
+        Err(std::io::Error::other("connection reset")),
+        Ok(other.slice(1 << 20..)),
+    ]);
+    let err = store.put_blocks(failing).await.unwrap_err();
+    assert!(err.to_string().contains("connection reset"), "{err}");
+    assert!(!store.contains(&BlobId::of(&other)).await.unwrap());
+    assert!(!store
+        .contains(&BlobId::of(&other.slice(..1 << 20)))
+        .await
+        .unwrap());
+    store.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn out_of_range_and_unknown_blobs() {
     let dir = tempfile::tempdir().unwrap();
