@@ -602,3 +602,38 @@ async fn request_counts_for_1_gib() {
     // Coalesced per pack and stream window (64 MiB windows cut packs in two).
     assert!(env.warm.count("get_range") <= 64, "{:?}", env.warm.counts());
 }
+
+/// Regression: `gc` looped forever once a full page (1,024) of its candidates had copies
+/// only in warm or cold. Those keep their records (no pack GC yet), so the same page came
+/// back on every round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_terminates_when_dead_chunks_live_only_in_warm() {
+    let env = open_env(|s| {
+        s.chunking = ChunkerParams {
+            min: 64,
+            avg: 256,
+            max: 1024,
+        };
+        s.gc.grace_secs = 0;
+    })
+    .await;
+    let data = random_bytes(600 << 10, 91);
+    let put = env.store.put(data.clone()).await.unwrap();
+    assert!(put.chunks > 1024, "{} chunks", put.chunks);
+    env.store.move_blob(&put.id, Tier::Warm).await.unwrap();
+    env.store.delete(&put.id).await.unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(60), env.store.gc())
+        .await
+        .expect("gc returned")
+        .unwrap();
+    // No hot copy was left to remove; the warm copies and their records stay.
+    assert_eq!(report.chunks_removed, 0);
+    assert!(env
+        .store
+        .meta()
+        .refcount_mismatches()
+        .await
+        .unwrap()
+        .is_empty());
+    env.store.close().await.unwrap();
+}

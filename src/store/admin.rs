@@ -151,9 +151,13 @@ impl Store {
         let grace_ms = self.inner.settings.gc.grace_secs.saturating_mul(1000);
         let cutoff = self.now_ms().saturating_sub(grace_ms);
         let mut report = GcReport::default();
+        let mut previous: Vec<ChunkId> = Vec::new();
         loop {
             let candidates = self.inner.meta.gc_candidates(cutoff, PAGE).await?;
-            if candidates.is_empty() {
+            // Candidates whose only copies are in warm or cold (or in another node's hot
+            // tier) keep their records and stay in the queue; a page of nothing else
+            // comes back unchanged, and asking again would loop forever.
+            if candidates.is_empty() || candidates == previous {
                 break;
             }
             let removed = self
@@ -169,6 +173,7 @@ impl Store {
             if candidates.len() < PAGE {
                 break;
             }
+            previous = candidates;
         }
         if report.chunks_removed > 0 {
             self.inner.hot.reclaim().await?;
