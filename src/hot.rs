@@ -147,6 +147,11 @@ impl ChunkTier for HotTier {
 
     async fn contains(&self, id: &ChunkId) -> Result<bool> {
         let cf = cf(&self.db, CF_CHUNKS)?;
+        // The bloom filter answers "absent" without a read; only a "maybe" costs a get
+        // (which, for a value in a blob file, reads the value).
+        if !self.db.key_may_exist_cf(cf, id.as_bytes()) {
+            return Ok(false);
+        }
         Ok(self.db.get_pinned_cf(cf, id.as_bytes())?.is_some())
     }
 

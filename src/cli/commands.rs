@@ -13,12 +13,10 @@ use super::{parse_range, Command, MetaCommand, TierCommand};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::store::{Store, BLOCK_BYTES};
 
 /// Inputs and outputs at least this large get a progress bar (when stderr is a terminal).
 const PROGRESS_MIN_BYTES: u64 = 16 << 20;
-/// Blocks read from an input file (the ingest pipeline's block size).
-const FILE_BLOCK_BYTES: usize = 1 << 20;
 
 pub(super) async fn run(settings: Settings, command: Command) -> Result<ExitCode> {
     if let Command::Meta { command } = &command {
@@ -156,11 +154,8 @@ fn file_blocks(
     tokio::task::spawn_blocking(move || {
         let mut file = file;
         loop {
-            let mut block = Vec::with_capacity(FILE_BLOCK_BYTES);
-            match (&mut file)
-                .take(FILE_BLOCK_BYTES as u64)
-                .read_to_end(&mut block)
-            {
+            let mut block = Vec::with_capacity(BLOCK_BYTES);
+            match (&mut file).take(BLOCK_BYTES as u64).read_to_end(&mut block) {
                 Ok(0) => return,
                 Ok(n) => {
                     bar.inc(n as u64);

@@ -20,6 +20,7 @@ use moka::future::Cache;
 
 pub use admin::{GcReport, Stat, TierBytes, VerifyReport};
 pub use put::PutReceipt;
+pub(crate) use put::BLOCK_BYTES;
 pub use tiering::MoveReport;
 
 use crate::clock::{Clock, SystemClock};

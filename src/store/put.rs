@@ -27,8 +27,9 @@ use crate::model::{
     VerifyRecord,
 };
 
-/// Size of the blocks read from the input and handed to the chunker.
-const BLOCK_BYTES: usize = 1 << 20;
+/// Size of the blocks read from the input and handed to the chunker (also what the CLI
+/// reads files in).
+pub(crate) const BLOCK_BYTES: usize = 1 << 20;
 /// Chunk bytes per batch handed to the writer (one dedup query, one hot-tier write).
 const BATCH_BYTES: usize = 1 << 20;
 /// Blocks or batches in flight per channel.
