@@ -7,6 +7,7 @@
 
 mod access;
 mod admin;
+mod assemble;
 mod put;
 mod read;
 mod tiering;

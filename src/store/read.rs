@@ -5,9 +5,10 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
+use super::assemble::{slice_of, Assembly};
 use super::{Store, MANIFEST_CACHE_MAX_ENTRIES};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, ChunkId};
@@ -57,7 +58,7 @@ impl Store {
                 }
                 let stop = end.min(pos.saturating_add(STREAM_WINDOW));
                 let entries = this.entries(&rec, pos, stop).await?;
-                this.prefetch(&entries).await;
+                this.prefetch(&entries, &mut |_, _| false).await;
                 let pieces: Vec<Result<(ManifestEntry, Range<usize>)>> = entries
                     .into_iter()
                     .map(|e| Ok((e, slice_of(&e, pos, stop))))
@@ -85,31 +86,38 @@ impl Store {
             return Ok(Bytes::new());
         }
         let entries = self.entries(rec, range.start, range.end).await?;
-        self.prefetch(&entries).await;
-        // Owned futures (no borrows of `entries` across awaits), so `get` stays `Send`
-        // and can be spawned.
         let (id, start, end) = (rec.id, range.start, range.end);
-        let pieces: Vec<Bytes> = stream::iter(entries.into_iter().map(|e| {
+        if let [e] = entries[..] {
+            self.prefetch(&entries, &mut |_, _| false).await;
+            return Ok(self
+                .chunk_bytes(&id, &e)
+                .await?
+                .slice(slice_of(&e, start, end)));
+        }
+        // Chunks fetched from packs are copied into the output as they are verified;
+        // the rest (cached, hot, or failed ahead) follow in order.
+        let mut out = Assembly::new(entries.clone(), start, end);
+        self.prefetch(&entries, &mut |chunk, bytes| out.offer(chunk, bytes))
+            .await;
+        // Owned futures (no borrows across awaits), so `get` stays `Send` and can be
+        // spawned.
+        let mut rest = stream::iter(out.remaining().into_iter().map(|(e, early)| {
             let this = self.clone();
             async move {
-                Ok::<_, Error>(
-                    this.chunk_bytes(&id, &e)
+                match early {
+                    Some(piece) => Ok::<_, Error>(piece),
+                    None => Ok(this
+                        .chunk_bytes(&id, &e)
                         .await?
-                        .slice(slice_of(&e, start, end)),
-                )
+                        .slice(slice_of(&e, start, end))),
+                }
             }
         }))
-        .buffered(READ_AHEAD)
-        .try_collect()
-        .await?;
-        if pieces.len() == 1 {
-            return Ok(pieces.into_iter().next().unwrap_or_default());
+        .buffered(READ_AHEAD);
+        while let Some(piece) = rest.try_next().await? {
+            out.push(&piece);
         }
-        let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
-        for p in pieces {
-            out.extend_from_slice(&p);
-        }
-        Ok(out.freeze())
+        Ok(out.finish())
     }
 
     /// Manifest entries overlapping `start .. end`, from the manifest cache for small
@@ -246,11 +254,4 @@ fn check_range(rec: &BlobRecord, range: &Range<u64>) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// The part of chunk `e` inside `start .. end`, relative to the chunk.
-fn slice_of(e: &ManifestEntry, start: u64, end: u64) -> Range<usize> {
-    let from = start.saturating_sub(e.offset) as usize;
-    let to = (end.min(e.end()) - e.offset) as usize;
-    from..to
 }

@@ -13,6 +13,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::Serialize;
 
 use super::Store;
@@ -92,6 +93,17 @@ impl Store {
         &self,
         wants: &[(ChunkId, Option<u32>, Vec<Location>)],
     ) -> Vec<Result<Bytes>> {
+        self.read_shared_with(wants, &mut |_, _| {}).await
+    }
+
+    /// [`Self::read_shared`], also handing each chunk to `on_read` (with its index in
+    /// `wants`) the moment it has been verified, while the other chunks are still
+    /// arriving.
+    pub(super) async fn read_shared_with(
+        &self,
+        wants: &[(ChunkId, Option<u32>, Vec<Location>)],
+        on_read: &mut (dyn FnMut(usize, &Bytes) + Send),
+    ) -> Vec<Result<Bytes>> {
         let cands: Vec<Vec<Location>> = wants.iter().map(|w| shared_candidates(&w.2)).collect();
         let mut out: Vec<Option<Bytes>> = vec![None; wants.len()];
         let mut errs: Vec<Option<Error>> = (0..wants.len()).map(|_| None).collect();
@@ -110,13 +122,16 @@ impl Store {
                     location: cands[i][round].clone(),
                 })
                 .collect();
-            let got = self.inner.tiers.read(&reads).await;
-            let now = self.now_ms();
+            let mut got = self.inner.tiers.read_stream(&reads);
             let mut marks = Vec::new();
             let mut restores = BTreeSet::new();
-            for ((&i, read), res) in idx.iter().zip(&reads).zip(got) {
+            while let Some((j, res)) = got.next().await {
+                let (i, read) = (idx[j], &reads[j]);
                 match res {
-                    Ok(bytes) => out[i] = Some(bytes),
+                    Ok(bytes) => {
+                        on_read(i, &bytes);
+                        out[i] = Some(bytes);
+                    }
                     Err(e) => {
                         let health = match e.kind() {
                             ErrorKind::Corrupt => Some(Health::Corrupt),
@@ -129,7 +144,7 @@ impl Store {
                             marks.push(VerifyRecord {
                                 location: read.location.clone(),
                                 health,
-                                at_ms: now,
+                                at_ms: self.now_ms(),
                                 detail,
                             });
                         }
@@ -187,7 +202,15 @@ impl Store {
     /// coalesced ranged GETs, into the staging area the per-chunk path takes them from
     /// (and into hot, when promotion is on). Best effort:
     /// whatever fails here is fetched again, and reported, by the per-chunk path.
-    pub(super) async fn prefetch(&self, entries: &[ManifestEntry]) {
+    ///
+    /// Each fetched chunk is first offered to `take` as soon as it is verified; a chunk
+    /// `take` accepts goes to the cache instead of the staging area (the caller has
+    /// what it needs).
+    pub(super) async fn prefetch(
+        &self,
+        entries: &[ManifestEntry],
+        take: &mut (dyn FnMut(&ChunkId, &Bytes) -> bool + Send),
+    ) {
         let mut seen = HashSet::new();
         let mut need: Vec<(ChunkId, u32)> = Vec::new();
         for e in entries {
@@ -220,11 +243,20 @@ impl Store {
             .iter()
             .map(|(id, len)| (*id, Some(*len), locs.remove(id).unwrap_or_default()))
             .collect();
-        let got = self.read_shared(&wants).await;
+        let mut taken = vec![false; wants.len()];
+        let got = self
+            .read_shared_with(&wants, &mut |i, bytes| taken[i] = take(&wants[i].0, bytes))
+            .await;
         let mut fetched = Vec::new();
-        for (w, res) in wants.iter().zip(got) {
+        let now = self.now_ms();
+        for ((w, res), taken) in wants.iter().zip(got).zip(taken) {
             if let Ok(bytes) = res {
-                self.inner.tiers.stage(w.0, bytes.clone());
+                if taken {
+                    self.inner.access.record(w.0, now);
+                    self.inner.chunks.insert(w.0, bytes.clone()).await;
+                } else {
+                    self.inner.tiers.stage(w.0, bytes.clone());
+                }
                 fetched.push((w.0, bytes));
             }
         }

@@ -1,15 +1,16 @@
 //! Reading chunks from packs: ranged GETs coalesced per pack, every chunk decoded and
 //! verified against its id before it is returned.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, BoxStream, Stream, StreamExt};
 
 use super::{pack_name, parse_pack_name, Tiers};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::model::{Location, Tier};
+use crate::object::ByteChunks;
 use crate::pack::{coalesce, decode_chunk, decode_chunk_owned};
 
 /// Ranged GETs of one read call in flight at once.
@@ -116,15 +117,31 @@ struct Job {
 }
 
 impl Tiers {
-    /// Read every chunk of `reads` (one result per input, in order). Reads of one pack
-    /// are merged into as few ranged GETs as the coalescing settings allow; GETs run a
-    /// few at a time. A failed GET fails the chunks it served with its error kind
-    /// (`NotFound`, `RestorePending`, `Unavailable`, ...); a chunk whose bytes do not
-    /// verify is `Corrupt`.
+    /// Read every chunk of `reads` (one result per input, in order). See
+    /// [`Self::read_stream`].
     pub async fn read(&self, reads: &[ChunkRead]) -> Vec<Result<Bytes>> {
         let mut results: Vec<Result<Bytes>> = (0..reads.len())
             .map(|_| Err(Error::internal("chunk read not attempted")))
             .collect();
+        let mut stream = self.read_stream(reads);
+        while let Some((i, res)) = stream.next().await {
+            results[i] = res;
+        }
+        results
+    }
+
+    /// Read every chunk of `reads`, yielding `(index into reads, result)` as each chunk
+    /// is decoded and verified, so a caller can use the first chunks while later ones
+    /// are still arriving. Every index is yielded exactly once. Reads of one pack are
+    /// merged into as few ranged GETs as the coalescing settings allow; GETs run a few at
+    /// a time. A failed GET fails the chunks it served with its error kind (`NotFound`,
+    /// `RestorePending`, `Unavailable`, ...); a chunk whose bytes do not verify is
+    /// `Corrupt`.
+    pub fn read_stream<'a>(
+        &'a self,
+        reads: &'a [ChunkRead],
+    ) -> impl Stream<Item = (usize, Result<Bytes>)> + Send + 'a {
+        let mut early = Vec::new();
         let mut groups: BTreeMap<(Tier, String), Vec<usize>> = BTreeMap::new();
         for (i, r) in reads.iter().enumerate() {
             let l = &r.location;
@@ -132,14 +149,15 @@ impl Tiers {
                 Ok((tier, _)) if tier == l.tier && u32::try_from(l.length).is_ok() => {
                     groups.entry((tier, l.pack.clone())).or_default().push(i);
                 }
-                Ok(_) => {
-                    results[i] = Err(Error::corrupt(format!(
+                Ok(_) => early.push((
+                    i,
+                    Err(Error::corrupt(format!(
                         "location of chunk {} in pack {} is inconsistent",
                         r.chunk.short(),
                         l.pack
-                    )))
-                }
-                Err(e) => results[i] = Err(e),
+                    ))),
+                )),
+                Err(e) => early.push((i, Err(e))),
             }
         }
         let mut jobs = Vec::new();
@@ -160,70 +178,114 @@ impl Tiers {
         }
         // Each GET's chunks are verified as their bytes arrive, so hashing overlaps the
         // transfer instead of following it.
-        let done: Vec<Vec<(usize, Result<Bytes>)>> = stream::iter(jobs)
-            .map(|job| self.fetch_job(job, reads))
-            .buffer_unordered(GETS_IN_FLIGHT)
-            .collect()
-            .await;
-        for (i, res) in done.into_iter().flatten() {
-            results[i] = res;
-        }
-        results
+        let fetched = stream::iter(jobs)
+            .map(move |job| self.job_stream(job, reads))
+            .flatten_unordered(GETS_IN_FLIGHT);
+        stream::iter(early).chain(fetched)
     }
 
-    /// Run one ranged GET and decode its chunks in the order their last byte arrives.
-    async fn fetch_job(&self, job: Job, reads: &[ChunkRead]) -> Vec<(usize, Result<Bytes>)> {
-        let body = match (self.get(job.tier), parse_pack_name(&job.pack)) {
-            (Ok(t), Ok((tier, id))) => {
-                t.store()
-                    .get_range_stream(&pack_name(tier, &id), job.range.clone())
-                    .await
-            }
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        };
-        let fail = |members: &[usize], e: &Error| -> Vec<(usize, Result<Bytes>)> {
-            members
-                .iter()
-                .map(|&i| (i, Err(copy_err(e, &job.pack))))
-                .collect()
-        };
-        let mut body = match body {
-            Ok(b) => b,
-            Err(e) => return fail(&job.members, &e),
-        };
-        let end_of = |i: usize| reads[i].location.offset + reads[i].location.length;
-        // Pending members, the one that completes first last.
+    /// One ranged GET, yielding its chunks in the order their last byte arrives.
+    fn job_stream<'a>(
+        &'a self,
+        job: Job,
+        reads: &'a [ChunkRead],
+    ) -> BoxStream<'a, (usize, Result<Bytes>)> {
         let mut pending = job.members.clone();
-        pending.sort_by_key(|&i| std::cmp::Reverse(end_of(i)));
-        let mut received = Received::new(job.range.start);
-        let mut out = Vec::with_capacity(pending.len());
+        // Pending members, the one that completes first last.
+        pending.sort_by_key(|&i| std::cmp::Reverse(end_of(&reads[i])));
+        let state = JobState {
+            received: Received::new(job.range.start),
+            job,
+            body: None,
+            pending,
+            ready: VecDeque::new(),
+        };
+        stream::unfold(state, move |mut st| async move {
+            let item = st.next(self, reads).await?;
+            Some((item, st))
+        })
+        .boxed()
+    }
+}
+
+fn end_of(r: &ChunkRead) -> u64 {
+    r.location.offset + r.location.length
+}
+
+/// The progress of one ranged GET.
+struct JobState {
+    job: Job,
+    body: Option<ByteChunks>,
+    received: Received,
+    pending: Vec<usize>,
+    ready: VecDeque<(usize, Result<Bytes>)>,
+}
+
+impl JobState {
+    /// The next decoded chunk of this GET (starting it on the first call), or `None`
+    /// once every member has been yielded.
+    async fn next(&mut self, tiers: &Tiers, reads: &[ChunkRead]) -> Option<(usize, Result<Bytes>)> {
         loop {
-            while let Some(&i) = pending.last() {
-                if end_of(i) > received.end {
-                    break;
-                }
-                pending.pop();
-                let r = &reads[i];
-                let stored = received.slice(r.location.offset, end_of(i));
-                let res = decode_stored(stored, &r.chunk, r.raw_len)
-                    .map_err(|e| e.context_prefix(format!("pack {}", job.pack)));
-                out.push((i, res));
+            if let Some(item) = self.ready.pop_front() {
+                return Some(item);
             }
-            if pending.is_empty() {
-                return out;
+            if self.pending.is_empty() {
+                return None;
             }
-            match body.next().await {
-                Some(Ok(piece)) => received.push(piece),
-                Some(Err(e)) => {
-                    out.extend(fail(&pending, &e));
-                    return out;
+            if self.body.is_none() {
+                let job = &self.job;
+                let body = match (tiers.get(job.tier), parse_pack_name(&job.pack)) {
+                    (Ok(t), Ok((tier, id))) => {
+                        t.store()
+                            .get_range_stream(&pack_name(tier, &id), job.range.clone())
+                            .await
+                    }
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                };
+                match body {
+                    Ok(b) => self.body = Some(b),
+                    Err(e) => {
+                        self.fail_pending(&e);
+                        continue;
+                    }
                 }
+            }
+            let piece = match self.body.as_mut() {
+                Some(body) => body.next().await,
+                None => None,
+            };
+            match piece {
+                Some(Ok(piece)) => {
+                    self.received.push(piece);
+                    self.decode_ready(reads);
+                }
+                Some(Err(e)) => self.fail_pending(&e),
                 None => {
-                    let e = Error::corrupt(format!("pack {}: short read", job.pack));
-                    out.extend(fail(&pending, &e));
-                    return out;
+                    let e = Error::corrupt(format!("pack {}: short read", self.job.pack));
+                    self.fail_pending(&e);
                 }
             }
+        }
+    }
+
+    /// Decode and verify every pending member whose bytes have all arrived.
+    fn decode_ready(&mut self, reads: &[ChunkRead]) {
+        while let Some(&i) = self.pending.last() {
+            let r = &reads[i];
+            if end_of(r) > self.received.end {
+                break;
+            }
+            self.pending.pop();
+            let stored = self.received.slice(r.location.offset, end_of(r));
+            let res = decode_stored(stored, &r.chunk, r.raw_len)
+                .map_err(|e| e.context_prefix(format!("pack {}", self.job.pack)));
+            self.ready.push_back((i, res));
+        }
+    }
+
+    fn fail_pending(&mut self, e: &Error) {
+        for i in self.pending.drain(..) {
+            self.ready.push_back((i, Err(copy_err(e, &self.job.pack))));
         }
     }
 }
