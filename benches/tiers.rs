@@ -87,6 +87,59 @@ async fn raw_get(
     out.body.collect().await.expect("body").into_bytes()
 }
 
+/// Criterion measures strata and the raw request one after the other, several seconds
+/// apart, so a drift in the server's speed (moto shares the two cores) moves one and not
+/// the other. Here the two alternate request by request, and the ratio is taken per pair.
+async fn paired(
+    store: &Store,
+    id: &strata::BlobId,
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    t: &Target,
+    name: &str,
+) {
+    const PAIRS: usize = 60;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (what, blob_range, pack_range) in [
+        (
+            "one chunk",
+            t.chunk_in_blob.clone(),
+            t.chunk_in_pack.clone(),
+        ),
+        ("16 MiB blob", 0..BLOB_BYTES as u64, t.blob_in_pack.clone()),
+    ] {
+        let (mut ours, mut raw, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..PAIRS + 5 {
+            let a = std::time::Instant::now();
+            let got = store
+                .get_range(id, blob_range.clone())
+                .await
+                .expect("range");
+            let a = a.elapsed().as_secs_f64() * 1e3;
+            let b = std::time::Instant::now();
+            let want = raw_get(client, bucket, &t.key, &pack_range).await;
+            let b = b.elapsed().as_secs_f64() * 1e3;
+            assert_eq!(got.len() as u64, blob_range.end - blob_range.start);
+            assert!(want.len() >= got.len());
+            if i >= 5 {
+                // the first pairs warm up connections
+                ours.push(a);
+                raw.push(b);
+                ratios.push(a / b);
+            }
+        }
+        println!(
+            "{name} paired, {what}: strata median {:.2} ms, raw median {:.2} ms, median ratio {:.2} ({PAIRS} pairs)",
+            median(ours),
+            median(raw),
+            median(ratios)
+        );
+    }
+}
+
 fn tiers(c: &mut Criterion) {
     let Ok(endpoint) = std::env::var("STRATA_TEST_MOTO_ENDPOINT") else {
         eprintln!(
@@ -162,6 +215,7 @@ fn tiers(c: &mut Criterion) {
                 .iter(|| raw_get(&client, &bucket, &t.key, &t.blob_in_pack))
         });
         group.finish();
+        rt.block_on(paired(&store, &id, &client, &bucket, &t, name));
     }
     rt.block_on(store.close()).expect("close");
 }
