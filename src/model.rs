@@ -288,6 +288,17 @@ pub struct MetaStats {
     pub locations: u64,
 }
 
+/// A chunk in the GC queue (reference count zero since `zero_since_ms`). The queue is
+/// ordered by `(zero_since_ms, chunk)`, which is also this type's order: pass the last
+/// candidate of a page back to get the next page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GcCandidate {
+    /// When its reference count last reached zero.
+    pub zero_since_ms: u64,
+    /// The chunk.
+    pub chunk: ChunkId,
+}
+
 /// How a claim picks locations (background work, DESIGN §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimOrder {

@@ -458,7 +458,8 @@ async fn gc_never_removes_a_copy_a_commit_relies_on() {
         tokio::spawn(async move {
             let mut removed = 0usize;
             while !stop.load(Ordering::SeqCst) {
-                let ids = collector.gc_candidates(u64::MAX, 100).await.unwrap();
+                let page = collector.gc_candidates(u64::MAX, None, 100).await.unwrap();
+                let ids: Vec<ChunkId> = page.iter().map(|c| c.chunk).collect();
                 removed += collector.gc_remove(&ids, NODE).await.unwrap().len();
                 tokio::task::yield_now().await;
             }

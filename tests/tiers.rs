@@ -628,6 +628,13 @@ async fn gc_terminates_when_dead_chunks_live_only_in_warm() {
         .unwrap();
     // No hot copy was left to remove; the warm copies and their records stay.
     assert_eq!(report.chunks_removed, 0);
+    // Those stuck chunks fill more than a page at the head of the queue; a blob deleted
+    // after them is still collected.
+    let later = env.store.put(random_bytes(64 << 10, 92)).await.unwrap();
+    env.store.delete(&later.id).await.unwrap();
+    let report = env.store.gc().await.unwrap();
+    assert_eq!(report.chunks_removed, later.new_chunks);
+    assert!(later.new_chunks > 0);
     assert!(env
         .store
         .meta()

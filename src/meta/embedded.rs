@@ -461,17 +461,33 @@ impl MetaStore for EmbeddedMeta {
         .await
     }
 
-    async fn gc_candidates(&self, zero_before_ms: u64, limit: usize) -> Result<Vec<ChunkId>> {
+    async fn gc_candidates(
+        &self,
+        zero_before_ms: u64,
+        after: Option<GcCandidate>,
+        limit: usize,
+    ) -> Result<Vec<GcCandidate>> {
         self.blocking(move |inner| {
             let cf = cf(&inner.db, rocks::CF_GC_QUEUE)?;
             let mut out = Vec::new();
-            for item in inner.db.iterator_cf(cf, IteratorMode::Start) {
+            let start = after.map(|c| gc_key(c.zero_since_ms, &c.chunk));
+            let mode = match &start {
+                Some(k) => IteratorMode::From(k, Direction::Forward),
+                None => IteratorMode::Start,
+            };
+            for item in inner.db.iterator_cf(cf, mode) {
                 let (k, _) = item?;
                 let (since, id) = decode_gc_key(&k)?;
+                if Some(&k[..]) == start.as_ref().map(|s| &s[..]) {
+                    continue;
+                }
                 if since > zero_before_ms || out.len() >= limit {
                     break;
                 }
-                out.push(id);
+                out.push(GcCandidate {
+                    zero_since_ms: since,
+                    chunk: id,
+                });
             }
             Ok(out)
         })

@@ -105,9 +105,14 @@ impl MetaStore for FaultyMeta {
         self.check("record_access", None)?;
         self.inner.record_access(batch).await
     }
-    async fn gc_candidates(&self, zero_before_ms: u64, limit: usize) -> Result<Vec<ChunkId>> {
+    async fn gc_candidates(
+        &self,
+        zero_before_ms: u64,
+        after: Option<GcCandidate>,
+        limit: usize,
+    ) -> Result<Vec<GcCandidate>> {
         self.check("gc_candidates", None)?;
-        self.inner.gc_candidates(zero_before_ms, limit).await
+        self.inner.gc_candidates(zero_before_ms, after, limit).await
     }
     async fn gc_remove(&self, ids: &[ChunkId], node: &str) -> Result<Vec<ChunkId>> {
         self.check("gc_remove", None)?;

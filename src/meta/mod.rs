@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::id::{BlobId, ChunkId};
 use crate::model::{
-    BlobCommit, BlobRecord, ChunkRecord, ClaimRequest, CommitOutcome, Location, ManifestEntry,
-    MetaStats, RefcountMismatch, VerifyRecord,
+    BlobCommit, BlobRecord, ChunkRecord, ClaimRequest, CommitOutcome, GcCandidate, Location,
+    ManifestEntry, MetaStats, RefcountMismatch, VerifyRecord,
 };
 
 pub mod codec;
@@ -80,8 +80,16 @@ pub trait MetaStore: PlacementStore + Send + Sync + 'static {
     /// Fold a batch of reads into the access statistics: `(chunk, last read ms, reads)`.
     async fn record_access(&self, batch: &[(ChunkId, u64, u64)]) -> Result<()>;
 
-    /// Chunks at reference count zero since at or before `zero_before_ms`.
-    async fn gc_candidates(&self, zero_before_ms: u64, limit: usize) -> Result<Vec<ChunkId>>;
+    /// Up to `limit` chunks at reference count zero since at or before `zero_before_ms`,
+    /// in queue order, starting after `after` (from the head when `None`). Paging with
+    /// a cursor lets a collector get past candidates it cannot remove (copies left
+    /// only in warm or cold, or in another node's hot tier), which stay queued.
+    async fn gc_candidates(
+        &self,
+        zero_before_ms: u64,
+        after: Option<GcCandidate>,
+        limit: usize,
+    ) -> Result<Vec<GcCandidate>>;
 
     /// For each chunk still at zero references, remove its hot copy on `node` (and the
     /// chunk record once no copies remain). Returns the chunks whose hot copy on `node`

@@ -151,15 +151,15 @@ impl Store {
         let grace_ms = self.inner.settings.gc.grace_secs.saturating_mul(1000);
         let cutoff = self.now_ms().saturating_sub(grace_ms);
         let mut report = GcReport::default();
-        let mut previous: Vec<ChunkId> = Vec::new();
+        // The cursor moves past candidates that keep their records (copies only in warm
+        // or cold, or in another node's hot tier): they stay queued, and the chunks
+        // behind them must still be reached.
+        let mut after = None;
         loop {
-            let candidates = self.inner.meta.gc_candidates(cutoff, PAGE).await?;
-            // Candidates whose only copies are in warm or cold (or in another node's hot
-            // tier) keep their records and stay in the queue; a page of nothing else
-            // comes back unchanged, and asking again would loop forever.
-            if candidates.is_empty() || candidates == previous {
-                break;
-            }
+            let page = self.inner.meta.gc_candidates(cutoff, after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(*last);
+            let candidates: Vec<ChunkId> = page.iter().map(|c| c.chunk).collect();
             let removed = self
                 .inner
                 .meta
@@ -170,10 +170,9 @@ impl Store {
             }
             report.chunks_removed += removed.len() as u64;
             self.inner.hot.delete_many(removed).await?;
-            if candidates.len() < PAGE {
+            if page.len() < PAGE {
                 break;
             }
-            previous = candidates;
         }
         if report.chunks_removed > 0 {
             self.inner.hot.reclaim().await?;

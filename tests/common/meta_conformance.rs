@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use strata::meta::MetaStore;
 use strata::model::{
-    BlobCommit, BlobRecord, ChunkerParams, ClaimOrder, ClaimRequest, CommitOutcome, Health,
-    Location, ManifestEntry, Tier, VerifyRecord,
+    BlobCommit, BlobRecord, ChunkerParams, ClaimOrder, ClaimRequest, CommitOutcome, GcCandidate,
+    Health, Location, ManifestEntry, Tier, VerifyRecord,
 };
 use strata::{BlobId, ChunkId};
 
@@ -52,6 +52,7 @@ macro_rules! meta_conformance_tests {
             refcount_counts_manifest_entries,
             delete_decrements_and_reports_zeroed,
             gc_candidates_respect_grace_and_limit,
+            gc_candidates_page_with_a_cursor,
             gc_remove_removes_hot_copy_and_record,
             gc_remove_skips_referenced_and_revived_chunks,
             gc_remove_keeps_record_while_copies_remain,
@@ -612,6 +613,12 @@ pub async fn delete_decrements_and_reports_zeroed(s: Arc<dyn MetaStore>) {
     assert_consistent(s).await;
 }
 
+/// The chunks of the first page of GC candidates.
+async fn gc_ids(s: &dyn MetaStore, zero_before_ms: u64, limit: usize) -> Vec<ChunkId> {
+    let page = s.gc_candidates(zero_before_ms, None, limit).await.unwrap();
+    page.iter().map(|c| c.chunk).collect()
+}
+
 /// GC candidates are the chunks at zero since at or before the cut-off, at most
 /// `limit`.
 pub async fn gc_candidates_respect_grace_and_limit(s: Arc<dyn MetaStore>) {
@@ -623,20 +630,77 @@ pub async fn gc_candidates_respect_grace_and_limit(s: Arc<dyn MetaStore>) {
     s.delete_blob(&blob_id("x"), T0 + 100).await.unwrap();
     s.delete_blob(&blob_id("y"), T0 + 200).await.unwrap();
 
-    assert!(s.gc_candidates(T0 + 99, 10).await.unwrap().is_empty());
-    assert_eq!(s.gc_candidates(T0 + 100, 10).await.unwrap(), vec![a]);
-    assert_eq!(
-        sorted(s.gc_candidates(T0 + 200, 10).await.unwrap()),
-        sorted(vec![a, b, c])
-    );
-    assert_eq!(
-        sorted(s.gc_candidates(u64::MAX, 10).await.unwrap()),
-        sorted(vec![a, b, c])
-    );
-    let two = s.gc_candidates(T0 + 200, 2).await.unwrap();
+    assert!(gc_ids(s, T0 + 99, 10).await.is_empty());
+    assert_eq!(gc_ids(s, T0 + 100, 10).await, vec![a]);
+    assert_eq!(sorted(gc_ids(s, T0 + 200, 10).await), sorted(vec![a, b, c]));
+    assert_eq!(sorted(gc_ids(s, u64::MAX, 10).await), sorted(vec![a, b, c]));
+    let two = gc_ids(s, T0 + 200, 2).await;
     assert_eq!(two.len(), 2);
     assert!(two.iter().all(|id| [a, b, c].contains(id)));
-    assert!(s.gc_candidates(T0 + 200, 0).await.unwrap().is_empty());
+    assert!(gc_ids(s, T0 + 200, 0).await.is_empty());
+}
+
+/// Pages of GC candidates follow the queue order `(zero_since_ms, chunk)`; a cursor
+/// resumes after the last candidate given, so candidates that stay queued (copies left
+/// only in warm) do not hide the ones behind them.
+pub async fn gc_candidates_page_with_a_cursor(s: Arc<dyn MetaStore>) {
+    let s = &*s;
+    let early: Vec<ChunkId> = (1..=5).map(chunk).collect();
+    let late: Vec<ChunkId> = (6..=8).map(chunk).collect();
+    let parts = |ids: &[ChunkId]| ids.iter().map(|&c| (c, 10)).collect::<Vec<_>>();
+    let mut x = commit_of("x", &parts(&early), NODE, false);
+    // Only warm copies: gc_remove on NODE keeps these queued.
+    x.new_locations = early.iter().map(|&c| warm(c, "pack-1", 0, 10)).collect();
+    commit_ok(s, &x).await;
+    commit_ok(s, &commit_of("y", &parts(&late), NODE, true)).await;
+    s.delete_blob(&blob_id("x"), T0 + 100).await.unwrap();
+    s.delete_blob(&blob_id("y"), T0 + 200).await.unwrap();
+
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.gc_candidates(u64::MAX, after, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(*last);
+        let ids: Vec<ChunkId> = page.iter().map(|c| c.chunk).collect();
+        assert!(s
+            .gc_remove(&ids, NODE)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| late.contains(c)));
+        pages.push(page);
+        assert!(pages.len() <= 4, "the cursor does not advance: {pages:?}");
+    }
+    let seen: Vec<GcCandidate> = pages.concat();
+    assert_eq!(seen.len(), 8, "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "queue order: {seen:?}"
+    );
+    assert!(seen[..5].iter().all(|c| c.zero_since_ms == T0 + 100));
+    assert!(seen[5..].iter().all(|c| c.zero_since_ms == T0 + 200));
+    // The late chunks were reached and removed; the early ones stay queued.
+    assert_eq!(
+        sorted(gc_ids(s, u64::MAX, 100).await),
+        sorted(early.clone())
+    );
+    for c in &late {
+        assert_eq!(s.chunk(c).await.unwrap(), None);
+    }
+    // A cursor past everything, and one at the cut-off.
+    assert!(s
+        .gc_candidates(u64::MAX, after, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let first = s.gc_candidates(T0 + 100, None, 1).await.unwrap();
+    let rest = s
+        .gc_candidates(T0 + 100, first.last().copied(), 10)
+        .await
+        .unwrap();
+    assert_eq!(first.len() + rest.len(), 5);
+    assert_consistent(s).await;
 }
 
 /// `gc_remove` removes this node's hot copy of chunks at zero and, once no copies
@@ -657,7 +721,7 @@ pub async fn gc_remove_removes_hot_copy_and_record(s: Arc<dyn MetaStore>) {
         assert!(s.locations(&id).await.unwrap().is_empty());
         assert_eq!(s.chunk(&id).await.unwrap(), None);
     }
-    assert!(s.gc_candidates(u64::MAX, 10).await.unwrap().is_empty());
+    assert!(gc_ids(s, u64::MAX, 10).await.is_empty());
     assert!(s.readable_chunks(&[a, b], NODE).await.unwrap().is_empty());
     assert!(s.gc_remove(&[a, b], NODE).await.unwrap().is_empty());
     let stats = s.stats().await.unwrap();
@@ -673,13 +737,13 @@ pub async fn gc_remove_skips_referenced_and_revived_chunks(s: Arc<dyn MetaStore>
     commit_ok(s, &commit_of("x", &[(a, 10), (live, 10)], NODE, true)).await;
     commit_ok(s, &commit_of("keep", &[(live, 10)], NODE, false)).await;
     s.delete_blob(&blob_id("x"), T0).await.unwrap();
-    assert_eq!(s.gc_candidates(T0, 10).await.unwrap(), vec![a]);
+    assert_eq!(gc_ids(s, T0, 10).await, vec![a]);
 
     // A put dedups against the candidate before GC gets to it.
     commit_ok(s, &commit_of("revive", &[(a, 10)], NODE, false)).await;
     let rec = s.chunk(&a).await.unwrap().unwrap();
     assert_eq!((rec.refcount, rec.zero_since_ms), (1, None));
-    assert!(s.gc_candidates(u64::MAX, 10).await.unwrap().is_empty());
+    assert!(gc_ids(s, u64::MAX, 10).await.is_empty());
 
     assert!(s.gc_remove(&[a, live], NODE).await.unwrap().is_empty());
     assert_eq!(s.locations(&a).await.unwrap().len(), 1);

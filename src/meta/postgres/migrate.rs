@@ -24,11 +24,18 @@ pub(crate) struct Migration {
 }
 
 /// All migrations, in order.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/0001_init.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "gc queue cursor",
+        sql: include_str!("../migrations/0002_gc_queue_cursor.sql"),
+    },
+];
 
 /// Advisory lock key serialising migrations ("strata" + 1 in ASCII hex).
 const MIGRATION_LOCK: i64 = 0x7374_7261_7461_0001;

@@ -33,8 +33,8 @@ use super::MetaStore;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::model::{
-    BlobCommit, BlobRecord, ChunkRecord, ClaimRequest, CommitOutcome, Location, ManifestEntry,
-    MetaStats, RefcountMismatch, VerifyRecord,
+    BlobCommit, BlobRecord, ChunkRecord, ClaimRequest, CommitOutcome, GcCandidate, Location,
+    ManifestEntry, MetaStats, RefcountMismatch, VerifyRecord,
 };
 use crate::settings::PostgresConnection;
 
@@ -270,8 +270,13 @@ impl MetaStore for PostgresMeta {
         self.record_access_impl(batch).await
     }
 
-    async fn gc_candidates(&self, zero_before_ms: u64, limit: usize) -> Result<Vec<ChunkId>> {
-        self.gc_candidates_impl(zero_before_ms, limit).await
+    async fn gc_candidates(
+        &self,
+        zero_before_ms: u64,
+        after: Option<GcCandidate>,
+        limit: usize,
+    ) -> Result<Vec<GcCandidate>> {
+        self.gc_candidates_impl(zero_before_ms, after, limit).await
     }
 
     async fn gc_remove(&self, ids: &[ChunkId], node: &str) -> Result<Vec<ChunkId>> {

@@ -10,7 +10,8 @@ use super::{PostgresMeta, BATCH};
 use crate::error::Result;
 use crate::id::{BlobId, ChunkId};
 use crate::model::{
-    BlobRecord, ChunkRecord, Location, ManifestEntry, MetaStats, RefcountMismatch, Tier,
+    BlobRecord, ChunkRecord, GcCandidate, Location, ManifestEntry, MetaStats, RefcountMismatch,
+    Tier,
 };
 
 /// Chunks among `$1` with a healthy copy readable by node `$2` (shared tiers anywhere,
@@ -204,26 +205,44 @@ impl PostgresMeta {
     pub(super) async fn gc_candidates_impl(
         &self,
         zero_before_ms: u64,
+        after: Option<GcCandidate>,
         limit: usize,
-    ) -> Result<Vec<ChunkId>> {
+    ) -> Result<Vec<GcCandidate>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let before = i64::try_from(zero_before_ms).unwrap_or(i64::MAX);
+        // The head of the queue sorts after every real position.
+        let (after_ms, after_id): (i64, &[u8]) = match &after {
+            Some(c) => (
+                i64::try_from(c.zero_since_ms).unwrap_or(i64::MAX),
+                c.chunk.as_bytes().as_slice(),
+            ),
+            None => (i64::MIN, &[]),
+        };
         let client = self.client().await?;
-        // Served by the partial index chunks_gc (refcount = 0).
+        // A range scan of the partial index chunks_gc_queue (refcount = 0).
         let st = client
             .prepare_cached(
-                "SELECT id FROM chunks WHERE refcount = 0 AND zero_since_ms <= $1 \
-                 ORDER BY zero_since_ms, id LIMIT $2",
+                "SELECT zero_since_ms, id FROM chunks \
+                 WHERE refcount = 0 AND zero_since_ms <= $1 AND (zero_since_ms, id) > ($2, $3) \
+                 ORDER BY zero_since_ms, id LIMIT $4",
             )
             .await
             .map_err(self.err("prepare"))?;
         let rows = client
-            .query(&st, &[&before, &limit_of(limit)])
+            .query(&st, &[&before, &after_ms, &after_id, &limit_of(limit)])
             .await
             .map_err(self.err("list gc candidates"))?;
-        rows.iter().map(|r| col_chunk_id(r, 0)).collect()
+        rows.iter()
+            .map(|r| {
+                let since: i64 = r.try_get(0).map_err(self.err("read gc candidate"))?;
+                Ok(GcCandidate {
+                    zero_since_ms: u64::try_from(since).unwrap_or(0),
+                    chunk: col_chunk_id(r, 1)?,
+                })
+            })
+            .collect()
     }
 
     pub(super) async fn refcount_mismatches_impl(&self) -> Result<Vec<RefcountMismatch>> {
