@@ -167,6 +167,52 @@ async fn replicated_put_on_one_node_is_readable_on_another() {
     b.close().await.expect("close b");
 }
 
+/// A replicated put that dedups against chunks held only in this node's hot tier (put
+/// while durability was `local`) still packs them into warm: the other node reads it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_put_replicates_chunks_it_shares_with_local_only_blobs() {
+    let Some((endpoint, bucket)) = moto_bucket().await else {
+        return;
+    };
+    let Some(url) = support::pg::fresh_schema_url().await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let node = |name: &str, mode: Durability| {
+        let mut s = s3_settings(&tmp.path().join(name), &endpoint, &bucket);
+        s.apply_env(|k| (k == "STRATA_META_URL").then(|| url.clone()))
+            .expect("settings");
+        s.durability.mode = mode;
+        s
+    };
+    let old = content(400_000, 5);
+    let a = Store::open(node("a", Durability::Local))
+        .await
+        .expect("open a");
+    let local = a.put(old.clone()).await.expect("local put");
+    assert_eq!(a.stat(&local.id).await.expect("stat").tiers.warm, 0);
+    a.close().await.expect("close a");
+    drop(a);
+
+    let a = Store::open(node("a", Durability::Replicated))
+        .await
+        .expect("reopen a");
+    let b = Store::open(node("b", Durability::Replicated))
+        .await
+        .expect("open b");
+    let data = Bytes::from([old.clone(), content(300_000, 6)].concat());
+    let put = a.put(data.clone()).await.expect("replicated put");
+    let st = a.stat(&put.id).await.expect("stat");
+    // Bytes per tier count distinct chunks: every chunk in hot is also in warm.
+    assert!(
+        st.tiers.hot > 0 && st.tiers.warm == st.tiers.hot,
+        "every chunk in warm: {st:?}"
+    );
+    assert!(b.get(&put.id).await.expect("read on b") == data);
+    a.close().await.expect("close a");
+    b.close().await.expect("close b");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_outage_during_move_then_success() {
     use std::sync::Arc;

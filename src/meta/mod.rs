@@ -30,6 +30,11 @@ pub mod postgres;
 
 pub use placement::{PackRecord, PackRestore, PlacementStore, RestoreState};
 
+/// A node id no store has (ids are `node-<hex>`): [`MetaStore::readable_chunks`] with it
+/// gives the chunks with a healthy copy in a shared tier (warm or cold), which every
+/// node can read.
+pub const SHARED_ONLY: &str = "";
+
 /// Where blobs, manifests, chunk records and locations are recorded.
 #[async_trait]
 pub trait MetaStore: PlacementStore + Send + Sync + 'static {

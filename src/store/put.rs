@@ -22,10 +22,12 @@ use super::Store;
 use crate::chunking::StreamChunker;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, ChunkId};
+use crate::meta::SHARED_ONLY;
 use crate::model::{
     BlobCommit, BlobRecord, ChunkerParams, CommitOutcome, Health, Location, ManifestEntry,
     VerifyRecord,
 };
+use crate::settings::Durability;
 
 /// Size of the blocks read from the input and handed to the chunker (also what the CLI
 /// reads files in).
@@ -181,13 +183,17 @@ impl Store {
             .map(|c| c.1)
             .filter(|id| !w.seen.contains(id))
             .collect();
+        // With `replicated` durability a put may reuse only copies every node can read:
+        // a chunk held just in this node's hot tier (put while durability was `local`,
+        // or moved to hot) is written again, and so packed into warm with the others.
+        let reader = match self.inner.settings.durability.mode {
+            Durability::Replicated => SHARED_ONLY,
+            Durability::Local => self.inner.node.as_str(),
+        };
         let readable = if unseen.is_empty() {
             HashSet::new()
         } else {
-            self.inner
-                .meta
-                .readable_chunks(&unseen, &self.inner.node)
-                .await?
+            self.inner.meta.readable_chunks(&unseen, reader).await?
         };
         let now = self.now_ms();
         let mut to_write = Vec::new();
