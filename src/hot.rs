@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use rocksdb::{WriteBatch, WriteOptions, DB};
+use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 
 use crate::error::Result;
 use crate::id::ChunkId;
-use crate::rocks::{cf, CF_CHUNKS};
+use crate::rocks::{cf, CF_CHUNKS, CF_UNCONFIRMED};
 
 /// Upper bound of a write batch's bytes per record besides the value: tag, column
 /// family id, two varint lengths and the 32-byte key (and the batch header).
@@ -52,6 +52,19 @@ pub trait ChunkTier: Send + Sync + 'static {
     async fn reclaim(&self) -> Result<()> {
         Ok(())
     }
+    /// Up to `limit` chunks written since their write was last confirmed with
+    /// [`Self::confirm`]: every write is noted as unconfirmed, durably no later than
+    /// its bytes, so chunks of a put that failed or crashed before its metadata commit
+    /// can be found and deleted (DESIGN §3). A tier that keeps no such note returns
+    /// nothing.
+    async fn unconfirmed(&self, _limit: usize) -> Result<Vec<ChunkId>> {
+        Ok(Vec::new())
+    }
+    /// Drop the unconfirmed notes of `ids` (their locations are recorded, or they were
+    /// swept).
+    async fn confirm(&self, _ids: Vec<ChunkId>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The RocksDB hot tier.
@@ -80,13 +93,27 @@ impl HotTier {
         let db = self.db.clone();
         let unlogged = self.unlogged.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
+            let notes = cf(&db, CF_UNCONFIRMED)?;
             let cf = cf(&db, CF_CHUNKS)?;
             // Sized up front: a growing batch copies its whole buffer at every doubling.
             let bytes: usize = chunks
                 .iter()
                 .map(|(_, b)| b.len() + BATCH_RECORD_OVERHEAD)
                 .sum();
-            let mut batch = WriteBatch::with_capacity_bytes(bytes + BATCH_RECORD_OVERHEAD);
+            let note_bytes = (chunks.len() + 1) * BATCH_RECORD_OVERHEAD;
+            // The unconfirmed notes go through the log ahead of the bytes: an unlogged
+            // write becomes durable at a flush of the chunks' memtable, which does not
+            // flush the notes' memtable, so the log is what keeps a note at least as
+            // durable as its chunk. A logged write carries its notes in the same batch.
+            let mut batch =
+                WriteBatch::with_capacity_bytes(note_bytes + if logged { bytes } else { 0 });
+            for (id, _) in &chunks {
+                batch.put_cf(notes, id.as_bytes(), []);
+            }
+            if !logged {
+                db.write(batch)?;
+                batch = WriteBatch::with_capacity_bytes(bytes + BATCH_RECORD_OVERHEAD);
+            }
             for (id, bytes) in &chunks {
                 batch.put_cf(cf, id.as_bytes(), bytes);
             }
@@ -183,6 +210,37 @@ impl ChunkTier for HotTier {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush_wal(true)).await??;
         Ok(())
+    }
+
+    async fn unconfirmed(&self, limit: usize) -> Result<Vec<ChunkId>> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<ChunkId>> {
+            let notes = cf(&db, CF_UNCONFIRMED)?;
+            let mut out = Vec::new();
+            for item in db.iterator_cf(notes, IteratorMode::Start).take(limit) {
+                let (k, _) = item?;
+                out.push(ChunkId::from_slice(&k)?);
+            }
+            Ok(out)
+        })
+        .await?
+    }
+
+    async fn confirm(&self, ids: Vec<ChunkId>) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let notes = cf(&db, CF_UNCONFIRMED)?;
+            let mut batch = WriteBatch::default();
+            for id in &ids {
+                batch.delete_cf(notes, id.as_bytes());
+            }
+            db.write(batch)?;
+            Ok(())
+        })
+        .await?
     }
 
     async fn reclaim(&self) -> Result<()> {

@@ -29,6 +29,9 @@ pub const CF_VERIFY_LOG: &str = "verify_log";
 pub const CF_SYSTEM: &str = "system";
 /// Warm and cold pack records: pack name → JSON record (see `meta::placement`).
 pub const CF_PACKS: &str = "packs";
+/// Hot-tier writes not yet confirmed as recorded in metadata: chunk id → (). What a put
+/// that failed or crashed before its commit left behind; `gc` sweeps it.
+pub const CF_UNCONFIRMED: &str = "unconfirmed_chunks";
 
 /// Every column family, in creation order.
 pub const ALL_CFS: &[&str] = &[
@@ -41,6 +44,7 @@ pub const ALL_CFS: &[&str] = &[
     CF_VERIFY_LOG,
     CF_SYSTEM,
     CF_PACKS,
+    CF_UNCONFIRMED,
 ];
 
 /// Open (creating if needed) the database in `dir`.

@@ -124,7 +124,10 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
         }
         Command::Gc => {
             let report = store.gc().await?;
-            println!("removed {} unreferenced chunks", report.chunks_removed);
+            println!(
+                "removed {} unreferenced chunks ({} of them left by puts that never committed)",
+                report.chunks_removed, report.orphans_removed
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Meta { .. } => Err(Error::internal("meta commands are handled before opening")),

@@ -69,6 +69,9 @@ impl VerifyReport {
 pub struct GcReport {
     /// Chunk copies deleted from this node's hot tier.
     pub chunks_removed: u64,
+    /// Of those, chunks a put wrote but never committed (it failed or the process
+    /// died first): bytes no metadata pointed to.
+    pub orphans_removed: u64,
 }
 
 impl Store {
@@ -174,10 +177,46 @@ impl Store {
                 break;
             }
         }
+        self.sweep_unconfirmed(&mut report).await?;
         if report.chunks_removed > 0 {
             self.inner.hot.reclaim().await?;
         }
         Ok(report)
+    }
+
+    /// Delete hot chunks whose writes were never confirmed as recorded (DESIGN §3: a
+    /// crash before the commit leaves unreferenced chunks, which GC reclaims). Called
+    /// with the fence held exclusively, so no put is between its writes and its commit:
+    /// a noted chunk without a recorded hot copy on this node is garbage.
+    async fn sweep_unconfirmed(&self, report: &mut GcReport) -> Result<()> {
+        let node = &self.inner.node;
+        loop {
+            let noted = self.inner.hot.unconfirmed(PAGE).await?;
+            if noted.is_empty() {
+                return Ok(());
+            }
+            let locations = self.inner.meta.locations_many(&noted).await?;
+            let orphans: Vec<ChunkId> = noted
+                .iter()
+                .filter(|c| {
+                    !locations
+                        .get(c)
+                        .is_some_and(|ls| ls.iter().any(|l| l.tier == Tier::Hot && l.node == *node))
+                })
+                .copied()
+                .collect();
+            for id in &orphans {
+                self.inner.chunks.invalidate(id).await;
+            }
+            report.orphans_removed += orphans.len() as u64;
+            report.chunks_removed += orphans.len() as u64;
+            self.inner.hot.delete_many(orphans).await?;
+            let last_page = noted.len() < PAGE;
+            self.inner.hot.confirm(noted).await?;
+            if last_page {
+                return Ok(());
+            }
+        }
     }
 
     /// Re-hash this node's copy of every chunk of `blob` (or of every chunk in the

@@ -24,7 +24,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::SHARED_ONLY;
 use crate::model::{
-    BlobCommit, BlobRecord, ChunkerParams, CommitOutcome, Health, Location, ManifestEntry,
+    BlobCommit, BlobRecord, ChunkerParams, CommitOutcome, Health, Location, ManifestEntry, Tier,
     VerifyRecord,
 };
 use crate::settings::Durability;
@@ -261,7 +261,17 @@ impl Store {
             reused_bytes: size - w.new_bytes,
             existed: false,
         };
-        match self.inner.meta.commit_blob(&commit).await? {
+        let written: Vec<ChunkId> = commit
+            .new_locations
+            .iter()
+            .filter(|l| l.tier == Tier::Hot)
+            .map(|l| l.chunk)
+            .collect();
+        let outcome = self.inner.meta.commit_blob(&commit).await?;
+        if !matches!(outcome, CommitOutcome::MissingChunks(_)) {
+            self.confirm_hot(written).await;
+        }
+        match outcome {
             CommitOutcome::Committed => {
                 tracing::debug!(blob = %id.short(), size, chunks, new = w.new_chunks, "put committed");
                 Ok(receipt)
@@ -290,6 +300,16 @@ impl Store {
                 missing.len(),
                 missing[0]
             ))),
+        }
+    }
+}
+
+impl Store {
+    /// Drop the hot tier's unconfirmed notes of chunks whose locations are now recorded.
+    /// A note left behind only makes the next `gc` look the chunk up and keep it.
+    pub(super) async fn confirm_hot(&self, ids: Vec<ChunkId>) {
+        if let Err(e) = self.inner.hot.confirm(ids).await {
+            tracing::warn!(error = %e, "could not drop unconfirmed notes of recorded chunks");
         }
     }
 }

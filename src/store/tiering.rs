@@ -289,11 +289,13 @@ impl Store {
         // GC deletes bytes only while holding the fence exclusively, after its commit:
         // holding it shared keeps it from deleting what is written here before it is recorded.
         let _fence = self.inner.gc_fence.read().await;
+        let ids: Vec<ChunkId> = chunks.iter().map(|c| c.0).collect();
         self.inner.hot.put_many(chunks).await?;
         if !(self.inner.wal_shared && self.inner.settings.hot.sync) {
             self.inner.hot.sync().await?;
         }
         self.inner.meta.add_locations(&locs).await?;
+        self.confirm_hot(ids).await;
         Ok(bytes)
     }
 
