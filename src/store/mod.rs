@@ -8,8 +8,10 @@
 mod access;
 mod admin;
 mod assemble;
+mod fetch;
 mod put;
 mod read;
+mod restore;
 mod tiering;
 
 use std::sync::atomic::{AtomicBool, Ordering};

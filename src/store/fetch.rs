@@ -1,0 +1,261 @@
+//! Reads that fall through to warm and cold packs (DESIGN §4–5): coalesced fetches
+//! ahead of a read, each chunk's copies tried in order, bad copies marked, and what was
+//! read promoted into hot.
+
+use std::collections::{BTreeSet, HashSet};
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::Store;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::ChunkId;
+use crate::model::{Health, Location, ManifestEntry, Tier, VerifyRecord};
+use crate::tier::ChunkRead;
+
+/// Which error to report when a chunk's copies failed differently: the one that tells
+/// the caller most about what to do (wait, retry, give up).
+pub(super) fn rank(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::RestorePending => 4,
+        ErrorKind::Unavailable => 3,
+        ErrorKind::Corrupt => 2,
+        ErrorKind::NotFound => 1,
+        _ => 0,
+    }
+}
+
+pub(super) fn keep_worst(slot: &mut Option<Error>, e: Error) {
+    if slot
+        .as_ref()
+        .is_none_or(|cur| rank(e.kind()) > rank(cur.kind()))
+    {
+        *slot = Some(e);
+    }
+}
+
+/// Shared-tier copies worth reading, in the order reads try them: warm, then cold.
+pub(super) fn shared_candidates(locs: &[Location]) -> Vec<Location> {
+    let mut c: Vec<Location> = locs
+        .iter()
+        .filter(|l| l.tier != Tier::Hot && l.health == Health::Ok)
+        .cloned()
+        .collect();
+    c.sort_by_key(|l| l.tier.code());
+    c
+}
+
+impl Store {
+    /// Read chunks from their warm or cold copies, trying each chunk's copies in order.
+    /// Copies that fail verification are marked `corrupt`, vanished ones `missing`; an
+    /// archived pack gets its one restore request. One result per input.
+    pub(super) async fn read_shared(
+        &self,
+        wants: &[(ChunkId, Option<u32>, Vec<Location>)],
+    ) -> Vec<Result<Bytes>> {
+        self.read_shared_with(wants, &mut |_, _| {}).await
+    }
+
+    /// [`Self::read_shared`], also handing each chunk to `on_read` (with its index in
+    /// `wants`) the moment it has been verified, while the other chunks are still
+    /// arriving.
+    pub(super) async fn read_shared_with(
+        &self,
+        wants: &[(ChunkId, Option<u32>, Vec<Location>)],
+        on_read: &mut (dyn FnMut(usize, &Bytes) + Send),
+    ) -> Vec<Result<Bytes>> {
+        let cands: Vec<Vec<Location>> = wants.iter().map(|w| shared_candidates(&w.2)).collect();
+        let mut out: Vec<Option<Bytes>> = vec![None; wants.len()];
+        let mut errs: Vec<Option<Error>> = (0..wants.len()).map(|_| None).collect();
+        for round in 0.. {
+            let idx: Vec<usize> = (0..wants.len())
+                .filter(|&i| out[i].is_none() && cands[i].len() > round)
+                .collect();
+            if idx.is_empty() {
+                break;
+            }
+            let reads: Vec<ChunkRead> = idx
+                .iter()
+                .map(|&i| ChunkRead {
+                    chunk: wants[i].0,
+                    raw_len: wants[i].1,
+                    location: cands[i][round].clone(),
+                })
+                .collect();
+            let mut got = self.inner.tiers.read_stream(&reads);
+            let mut marks = Vec::new();
+            let mut restores = BTreeSet::new();
+            while let Some((j, res)) = got.next().await {
+                let (i, read) = (idx[j], &reads[j]);
+                match res {
+                    Ok(bytes) => {
+                        on_read(i, &bytes);
+                        out[i] = Some(bytes);
+                    }
+                    Err(e) => {
+                        let health = match e.kind() {
+                            ErrorKind::Corrupt => Some(Health::Corrupt),
+                            ErrorKind::NotFound => Some(Health::Missing),
+                            _ => None,
+                        };
+                        if let Some(health) = health {
+                            tracing::error!(chunk = %read.chunk.short(), pack = %read.location.pack, ?health, error = %e, "bad pack copy");
+                            let detail = e.to_string();
+                            marks.push(VerifyRecord {
+                                location: read.location.clone(),
+                                health,
+                                at_ms: self.now_ms(),
+                                detail,
+                            });
+                        }
+                        if e.kind() == ErrorKind::RestorePending {
+                            restores.insert((read.location.tier, read.location.pack.clone()));
+                        }
+                        keep_worst(&mut errs[i], e);
+                    }
+                }
+            }
+            if !marks.is_empty() {
+                if let Err(e) = self.inner.meta.record_verification(&marks).await {
+                    tracing::warn!(error = %e, "could not record the health of pack copies");
+                }
+            }
+            for (tier, pack) in restores {
+                if let Err(e) = self.request_restore(tier, &pack).await {
+                    tracing::warn!(pack = %pack, error = %e, "restore request failed");
+                }
+            }
+        }
+        out.into_iter()
+            .zip(errs)
+            .zip(wants)
+            .map(|((bytes, err), w)| match (bytes, err) {
+                (Some(b), _) => Ok(b),
+                (None, Some(e)) => Err(e),
+                (None, None) => Err(Error::corrupt(format!(
+                    "chunk {} has no healthy copy in any tier",
+                    w.0
+                ))),
+            })
+            .collect()
+    }
+
+    /// After a hot miss: read one chunk from warm or cold and promote it. `None` when it
+    /// has no healthy shared copy.
+    pub(super) async fn fetch_shared(
+        &self,
+        id: &ChunkId,
+        locations: &[Location],
+    ) -> Result<Option<Bytes>> {
+        if shared_candidates(locations).is_empty() {
+            return Ok(None);
+        }
+        let mut got = self.read_shared(&[(*id, None, locations.to_vec())]).await;
+        let bytes = got
+            .pop()
+            .unwrap_or_else(|| Err(Error::internal("no read result")))?;
+        self.promote(vec![(*id, bytes.clone())]).await;
+        Ok(Some(bytes))
+    }
+
+    /// Before reading `entries`: fetch those neither cached nor hot from their packs with
+    /// coalesced ranged GETs, into the staging area the per-chunk path takes them from
+    /// (and into hot, when promotion is on). Best effort:
+    /// whatever fails here is fetched again, and reported, by the per-chunk path.
+    ///
+    /// Each fetched chunk is first offered to `take` as soon as it is verified; a chunk
+    /// `take` accepts goes to the cache instead of the staging area (the caller has
+    /// what it needs).
+    pub(super) async fn prefetch(
+        &self,
+        entries: &[ManifestEntry],
+        take: &mut (dyn FnMut(&ChunkId, &Bytes) -> bool + Send),
+    ) {
+        let mut seen = HashSet::new();
+        let mut need: Vec<(ChunkId, u32)> = Vec::new();
+        for e in entries {
+            // `may_contain` reads no chunk bytes, so hot chunks are not read twice; the
+            // rare false "maybe" leaves that chunk to the per-chunk path.
+            if seen.insert(e.chunk)
+                && !self.inner.chunks.contains_key(&e.chunk)
+                && !self.inner.hot.may_contain(&e.chunk).await
+            {
+                need.push((e.chunk, e.length));
+            }
+        }
+        if need.len() < 2 {
+            return;
+        }
+        let ids: Vec<ChunkId> = need.iter().map(|n| n.0).collect();
+        // Chunks another read is fetching are waited for, not fetched again; the claim
+        // on the others lasts until they are staged and promoted (end of this function).
+        let claim = self.inner.tiers.claim_fetch(&ids).await;
+        let mine: HashSet<ChunkId> = claim.ids().iter().copied().collect();
+        need.retain(|n| mine.contains(&n.0));
+        if need.is_empty() {
+            return;
+        }
+        let ids: Vec<ChunkId> = need.iter().map(|n| n.0).collect();
+        let Ok(mut locs) = self.inner.meta.locations_many(&ids).await else {
+            return;
+        };
+        let wants: Vec<(ChunkId, Option<u32>, Vec<Location>)> = need
+            .iter()
+            .map(|(id, len)| (*id, Some(*len), locs.remove(id).unwrap_or_default()))
+            .collect();
+        let mut taken = vec![false; wants.len()];
+        let got = self
+            .read_shared_with(&wants, &mut |i, bytes| taken[i] = take(&wants[i].0, bytes))
+            .await;
+        let mut fetched = Vec::new();
+        let now = self.now_ms();
+        for ((w, res), taken) in wants.iter().zip(got).zip(taken) {
+            if let Ok(bytes) = res {
+                if taken {
+                    self.inner.access.record(w.0, now);
+                    self.inner.chunks.insert(w.0, bytes.clone()).await;
+                } else {
+                    self.inner.tiers.stage(w.0, bytes.clone());
+                }
+                fetched.push((w.0, bytes));
+            }
+        }
+        self.promote(fetched).await;
+        drop(claim);
+    }
+
+    /// Copy chunks read from warm or cold into hot and record the copies, when the
+    /// settings allow. Failures are logged: the read itself has succeeded.
+    async fn promote(&self, chunks: Vec<(ChunkId, Bytes)>) {
+        if !self.inner.settings.tiers.promote || chunks.is_empty() {
+            return;
+        }
+        if let Err(e) = self.write_hot(chunks).await {
+            tracing::warn!(error = %e, "promotion into hot failed");
+        }
+    }
+
+    /// Write verified chunks to this node's hot tier, make them durable, record them.
+    pub(super) async fn write_hot(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<u64> {
+        if chunks.is_empty() {
+            return Ok(0);
+        }
+        let now = self.now_ms();
+        let locs: Vec<Location> = chunks
+            .iter()
+            .map(|(id, b)| Location::hot(*id, &self.inner.node, b.len() as u64, now))
+            .collect();
+        let bytes = chunks.iter().map(|c| c.1.len() as u64).sum();
+        // GC deletes bytes only while holding the fence exclusively, after its commit:
+        // holding it shared keeps it from deleting what is written here before it is recorded.
+        let _fence = self.inner.gc_fence.read().await;
+        let ids: Vec<ChunkId> = chunks.iter().map(|c| c.0).collect();
+        self.inner.hot.put_many(chunks).await?;
+        if !(self.inner.wal_shared && self.inner.settings.hot.sync) {
+            self.inner.hot.sync().await?;
+        }
+        self.inner.meta.add_locations(&locs).await?;
+        self.confirm_hot(ids).await;
+        Ok(bytes)
+    }
+}
