@@ -328,23 +328,28 @@ async fn flipped_byte_is_corrupt_never_wrong_bytes() {
     store.close().await.unwrap();
 }
 
-#[tokio::test]
-async fn crash_between_chunk_writes_and_commit_leaves_nothing_visible() {
-    let dir = tempfile::tempdir().unwrap();
-    let faulty: Arc<std::sync::Mutex<Option<Arc<FaultyMeta>>>> = Default::default();
-    let slot = faulty.clone();
+/// A store whose metadata goes through a fault-injection wrapper, and the wrapper.
+async fn open_faulty(dir: &std::path::Path) -> (Store, Arc<FaultyMeta>) {
+    let slot: Arc<std::sync::Mutex<Option<Arc<FaultyMeta>>>> = Default::default();
+    let fill = slot.clone();
     let components = Components {
         wrap_meta: Some(Box::new(move |inner| {
             let f = FaultyMeta::new(inner);
-            f.fail_commit.store(true, Ordering::SeqCst);
-            *slot.lock().unwrap() = Some(f.clone());
+            *fill.lock().unwrap() = Some(f.clone());
             f
         })),
         ..Components::default()
     };
-    let store = Store::open_with(settings(dir.path()), components)
-        .await
-        .unwrap();
+    let store = Store::open_with(settings(dir), components).await.unwrap();
+    let faulty = slot.lock().unwrap().clone().expect("the wrapper was used");
+    (store, faulty)
+}
+
+#[tokio::test]
+async fn crash_between_chunk_writes_and_commit_leaves_nothing_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, faulty) = open_faulty(dir.path()).await;
+    faulty.fail_commit.store(true, Ordering::SeqCst);
     let data = random_bytes(3 << 20, 11);
     let err = store.put(data.clone()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
@@ -387,30 +392,16 @@ fn hot_chunk_count(dir: &std::path::Path) -> usize {
 #[tokio::test]
 async fn gc_sweeps_chunks_of_puts_that_never_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let faulty: Arc<std::sync::Mutex<Option<Arc<FaultyMeta>>>> = Default::default();
-    let slot = faulty.clone();
-    let components = Components {
-        wrap_meta: Some(Box::new(move |inner| {
-            let f = FaultyMeta::new(inner);
-            *slot.lock().unwrap() = Some(f.clone());
-            f
-        })),
-        ..Components::default()
-    };
-    let store = Store::open_with(settings(dir.path()), components)
-        .await
-        .unwrap();
+    let (store, faulty) = open_faulty(dir.path()).await;
     let kept = random_bytes(1 << 20, 12);
     let kept_id = store.put(kept.clone()).await.unwrap().id;
     let kept_chunks = store.stat(&kept_id).await.unwrap().distinct_chunks as usize;
-    let switch = faulty.lock().unwrap().clone().unwrap();
-    switch.fail_commit.store(true, Ordering::SeqCst);
+    faulty.fail_commit.store(true, Ordering::SeqCst);
     // Past the logged prefix of a put, so unlogged writes are covered too.
     let lost = random_bytes(12 << 20, 13);
     store.put(lost.clone()).await.unwrap_err();
     // "Crash": drop without closing, then look at the hot tier behind the store's back.
     drop(store);
-    drop(switch);
     drop(faulty);
     let orphans = hot_chunk_count(dir.path()) - kept_chunks;
     assert!(orphans > 100, "the failed put left its chunks: {orphans}");
