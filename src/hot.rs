@@ -257,3 +257,50 @@ impl ChunkTier for HotTier {
         .await?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::HotSettings;
+
+    fn chunk(n: u8) -> (ChunkId, Bytes) {
+        let bytes = Bytes::from(vec![n; 2000]);
+        (ChunkId::of(&bytes), bytes)
+    }
+
+    #[tokio::test]
+    async fn writes_stay_unconfirmed_until_confirmed_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = HotSettings::default();
+        let (a, b, c) = (chunk(1), chunk(2), chunk(3));
+        {
+            let hot = HotTier::new(crate::rocks::open(dir.path(), &settings).unwrap());
+            assert!(hot.unconfirmed(10).await.unwrap().is_empty());
+            hot.put_many(vec![a.clone()]).await.unwrap();
+            hot.put_many_unlogged(vec![b.clone(), c.clone()])
+                .await
+                .unwrap();
+            let mut noted = hot.unconfirmed(10).await.unwrap();
+            noted.sort();
+            let mut want = vec![a.0, b.0, c.0];
+            want.sort();
+            assert_eq!(noted, want);
+            assert_eq!(hot.unconfirmed(2).await.unwrap().len(), 2);
+            hot.confirm(vec![a.0]).await.unwrap();
+            hot.sync().await.unwrap();
+            // Deleting bytes does not drop a note: the sweep drops it after looking.
+            hot.delete_many(vec![c.0]).await.unwrap();
+        }
+        // Reopened (the database was closed without a flush of the notes' memtable):
+        // the notes came back from the log.
+        let hot = HotTier::new(crate::rocks::open(dir.path(), &settings).unwrap());
+        let mut noted = hot.unconfirmed(10).await.unwrap();
+        noted.sort();
+        let mut want = vec![b.0, c.0];
+        want.sort();
+        assert_eq!(noted, want);
+        assert_eq!(hot.get(&b.0).await.unwrap(), Some(b.1));
+        hot.confirm(vec![b.0, c.0]).await.unwrap();
+        assert!(hot.unconfirmed(10).await.unwrap().is_empty());
+    }
+}
