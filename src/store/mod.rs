@@ -215,6 +215,10 @@ impl Store {
 
     /// Stop background work (flushing access statistics) and make everything durable.
     /// Later calls on any clone fail with `Closed`. Idempotent.
+    ///
+    /// The data directory stays locked until the last clone of this handle is dropped
+    /// (the database closes with it): drop every clone before opening the same
+    /// directory again in this process.
     pub async fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
