@@ -210,6 +210,11 @@ impl Location {
         }
     }
 
+    /// Whether this is a copy in `node`'s own hot tier.
+    pub fn is_hot_on(&self, node: &str) -> bool {
+        self.tier == Tier::Hot && self.node == node
+    }
+
     /// Whether `node` can read this copy: shared tiers anywhere, hot copies only locally.
     pub fn readable_by(&self, node: &str) -> bool {
         self.tier != Tier::Hot || self.node == node

@@ -515,9 +515,8 @@ impl MetaStore for EmbeddedMeta {
                     continue;
                 }
                 let all = inner.locations(&id)?;
-                let (mine, others): (Vec<_>, Vec<_>) = all
-                    .into_iter()
-                    .partition(|l| l.tier == Tier::Hot && l.node == node);
+                let (mine, others): (Vec<_>, Vec<_>) =
+                    all.into_iter().partition(|l| l.is_hot_on(&node));
                 for l in &mine {
                     batch.delete_cf(locs, key_of(l)?);
                 }
@@ -548,7 +547,7 @@ impl MetaStore for EmbeddedMeta {
                 let (k, v) = item?;
                 let l = decode_location(&k, &v)?;
                 if req.tier.is_some_and(|t| t != l.tier)
-                    || (req.own_hot_only && !(l.tier == Tier::Hot && l.node == req.node))
+                    || (req.own_hot_only && !l.is_hot_on(&req.node))
                 {
                     continue;
                 }

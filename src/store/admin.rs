@@ -201,7 +201,7 @@ impl Store {
                 .filter(|c| {
                     !locations
                         .get(c)
-                        .is_some_and(|ls| ls.iter().any(|l| l.tier == Tier::Hot && l.node == *node))
+                        .is_some_and(|ls| ls.iter().any(|l| l.is_hot_on(node)))
                 })
                 .copied()
                 .collect();
@@ -258,7 +258,7 @@ impl Store {
         for id in ids {
             report.chunks_checked += 1;
             let locs = locations.get(id).map(Vec::as_slice).unwrap_or_default();
-            let local = locs.iter().find(|l| l.tier == Tier::Hot && l.node == node);
+            let local = locs.iter().find(|l| l.is_hot_on(&node));
             let bytes = self.inner.hot.get(id).await?;
             let health = match &bytes {
                 Some(b) if ChunkId::of(b) == *id => Health::Ok,
@@ -280,7 +280,7 @@ impl Store {
             // Another node's or tier's healthy copy still counts (it can be read there).
             let elsewhere = locs
                 .iter()
-                .any(|l| l.health == Health::Ok && !(l.tier == Tier::Hot && l.node == node));
+                .any(|l| l.health == Health::Ok && !l.is_hot_on(&node));
             match health {
                 Health::Ok => {}
                 Health::Corrupt => {

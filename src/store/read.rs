@@ -188,11 +188,7 @@ impl Store {
         };
         let locations = self.inner.meta.locations(id).await?;
         let node = &self.inner.node;
-        if !corrupt_here
-            && locations
-                .iter()
-                .any(|l| l.tier == Tier::Hot && l.node == *node)
-        {
+        if !corrupt_here && locations.iter().any(|l| l.is_hot_on(node)) {
             self.mark(id, Health::Missing, now, "hot copy not found")
                 .await;
         }

@@ -173,7 +173,7 @@ impl Store {
             for locs in self.inner.meta.locations_many(page).await?.values() {
                 if locs
                     .iter()
-                    .any(|l| l.tier == Tier::Hot && l.node == *node && l.health == Health::Ok)
+                    .any(|l| l.is_hot_on(node) && l.health == Health::Ok)
                 {
                     continue;
                 }

@@ -230,7 +230,7 @@ impl Store {
             .into_iter()
             .filter(|c| {
                 !now.get(c)
-                    .is_some_and(|ls| ls.iter().any(|l| l.tier == Tier::Hot && l.node == *node))
+                    .is_some_and(|ls| ls.iter().any(|l| l.is_hot_on(node)))
             })
             .collect();
         self.inner.hot.delete_many(gone).await
