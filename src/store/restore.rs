@@ -7,14 +7,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::fetch::shared_candidates;
 use super::Store;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::BlobId;
 use crate::meta::placement::{PackRestore, RestoreState};
 use crate::model::{Health, Tier};
 use crate::object::RestoreStatus;
-
-use super::fetch::shared_candidates;
 
 const DAY_MS: u64 = 86_400_000;
 /// Chunks looked up at a time.
@@ -70,7 +69,7 @@ impl Store {
         wait: Duration,
     ) -> Result<()> {
         let deadline = Instant::now() + wait;
-        let poll = Duration::from_millis(self.inner.settings.tiers.restore_poll_ms.max(1));
+        let poll = self.restore_poll();
         loop {
             let pending = self.archived_packs(id, range.clone()).await?;
             if pending == 0 {
@@ -117,16 +116,17 @@ impl Store {
             match self.get_range(id, range.clone()).await {
                 Err(e) if e.kind() == ErrorKind::RestorePending && Instant::now() < deadline => {
                     tracing::debug!(blob = %id.short(), error = %e, "archived copy met while reading; waiting again");
-                    let poll =
-                        Duration::from_millis(self.inner.settings.tiers.restore_poll_ms.max(1));
-                    tokio::time::sleep(
-                        poll.min(deadline.saturating_duration_since(Instant::now())),
-                    )
-                    .await;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(self.restore_poll().min(left)).await;
                 }
                 res => return res,
             }
         }
+    }
+
+    /// How often a wait checks on archive restores (`tiers.restore_poll_ms`).
+    fn restore_poll(&self) -> Duration {
+        Duration::from_millis(self.inner.settings.tiers.restore_poll_ms.max(1))
     }
 
     /// How many of `packs` have a restore requested and not yet expired (for `stat`).
