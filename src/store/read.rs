@@ -87,8 +87,8 @@ impl Store {
         }
         let entries = self.entries(rec, range.start, range.end).await?;
         let (id, start, end) = (rec.id, range.start, range.end);
+        // One chunk: nothing to fetch ahead or to assemble.
         if let [e] = entries[..] {
-            self.prefetch(&entries, &mut |_, _| false).await;
             return Ok(self
                 .chunk_bytes(&id, &e)
                 .await?
