@@ -117,19 +117,6 @@ struct Job {
 }
 
 impl Tiers {
-    /// Read every chunk of `reads` (one result per input, in order). See
-    /// [`Self::read_stream`].
-    pub async fn read(&self, reads: &[ChunkRead]) -> Vec<Result<Bytes>> {
-        let mut results: Vec<Result<Bytes>> = (0..reads.len())
-            .map(|_| Err(Error::internal("chunk read not attempted")))
-            .collect();
-        let mut stream = self.read_stream(reads);
-        while let Some((i, res)) = stream.next().await {
-            results[i] = res;
-        }
-        results
-    }
-
     /// Read every chunk of `reads`, yielding `(index into reads, result)` as each chunk
     /// is decoded and verified, so a caller can use the first chunks while later ones
     /// are still arriving. Every index is yielded exactly once. Reads of one pack are
