@@ -128,6 +128,22 @@ async fn moto_cold_instant_class_reads_directly() {
     store.close().await.expect("close");
 }
 
+/// One node of a shared deployment: its own data dir, the PostgreSQL database at `url`
+/// and the bucket shared with the other nodes.
+fn node_settings(
+    dir: &Path,
+    endpoint: &str,
+    bucket: &str,
+    url: &str,
+    mode: Durability,
+) -> Settings {
+    let mut s = s3_settings(dir, endpoint, bucket);
+    s.apply_env(|k| (k == "STRATA_META_URL").then(|| url.to_string()))
+        .expect("settings");
+    s.durability.mode = mode;
+    s
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicated_put_on_one_node_is_readable_on_another() {
     let Some((endpoint, bucket)) = moto_bucket().await else {
@@ -138,11 +154,13 @@ async fn replicated_put_on_one_node_is_readable_on_another() {
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let node = |name: &str| {
-        let mut s = s3_settings(&tmp.path().join(name), &endpoint, &bucket);
-        s.apply_env(|k| (k == "STRATA_META_URL").then(|| url.clone()))
-            .expect("settings");
-        s.durability.mode = Durability::Replicated;
-        s
+        node_settings(
+            &tmp.path().join(name),
+            &endpoint,
+            &bucket,
+            &url,
+            Durability::Replicated,
+        )
     };
     let a = Store::open(node("a")).await.expect("open a");
     let b = Store::open(node("b")).await.expect("open b");
@@ -179,11 +197,7 @@ async fn replicated_put_replicates_chunks_it_shares_with_local_only_blobs() {
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let node = |name: &str, mode: Durability| {
-        let mut s = s3_settings(&tmp.path().join(name), &endpoint, &bucket);
-        s.apply_env(|k| (k == "STRATA_META_URL").then(|| url.clone()))
-            .expect("settings");
-        s.durability.mode = mode;
-        s
+        node_settings(&tmp.path().join(name), &endpoint, &bucket, &url, mode)
     };
     let old = content(400_000, 5);
     let a = Store::open(node("a", Durability::Local))
