@@ -88,6 +88,24 @@ impl HotTier {
         }
     }
 
+    /// Delete the keys `ids` from column family `name` in one batch.
+    async fn delete_keys(&self, name: &'static str, ids: Vec<ChunkId>) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let cf = cf(&db, name)?;
+            let mut batch = WriteBatch::default();
+            for id in &ids {
+                batch.delete_cf(cf, id.as_bytes());
+            }
+            db.write(batch)?;
+            Ok(())
+        })
+        .await?
+    }
+
     /// One write batch of chunks, through the WAL (not synced) or past it.
     async fn write(&self, chunks: Vec<(ChunkId, Bytes)>, logged: bool) -> Result<()> {
         let db = self.db.clone();
@@ -192,17 +210,7 @@ impl ChunkTier for HotTier {
     }
 
     async fn delete_many(&self, ids: Vec<ChunkId>) -> Result<()> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let cf = cf(&db, CF_CHUNKS)?;
-            let mut batch = WriteBatch::default();
-            for id in &ids {
-                batch.delete_cf(cf, id.as_bytes());
-            }
-            db.write(batch)?;
-            Ok(())
-        })
-        .await?
+        self.delete_keys(CF_CHUNKS, ids).await
     }
 
     async fn sync(&self) -> Result<()> {
@@ -227,20 +235,7 @@ impl ChunkTier for HotTier {
     }
 
     async fn confirm(&self, ids: Vec<ChunkId>) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let notes = cf(&db, CF_UNCONFIRMED)?;
-            let mut batch = WriteBatch::default();
-            for id in &ids {
-                batch.delete_cf(notes, id.as_bytes());
-            }
-            db.write(batch)?;
-            Ok(())
-        })
-        .await?
+        self.delete_keys(CF_UNCONFIRMED, ids).await
     }
 
     async fn reclaim(&self) -> Result<()> {
