@@ -13,6 +13,8 @@ use crate::error::Result;
 use crate::id::ChunkId;
 use crate::rocks::{cf, CF_CHUNKS, CF_UNCONFIRMED};
 
+pub mod faults;
+
 /// Upper bound of a write batch's bytes per record besides the value: tag, column
 /// family id, two varint lengths and the 32-byte key (and the batch header).
 const BATCH_RECORD_OVERHEAD: usize = 64;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use proptest::prelude::*;
+use strata::hot::faults::FaultyHot;
 use strata::meta::faults::FaultyMeta;
 use strata::store::{Components, GcReport};
 use strata::{BlobId, ChunkId, ErrorKind, ManualClock, Store};
@@ -343,6 +344,55 @@ async fn open_faulty(dir: &std::path::Path) -> (Store, Arc<FaultyMeta>) {
     let store = Store::open_with(settings(dir), components).await.unwrap();
     let faulty = slot.lock().unwrap().clone().expect("the wrapper was used");
     (store, faulty)
+}
+
+/// A put whose hot-tier write or dedup query fails halfway returns that failure (not the
+/// "pipeline stopped" of a stage it stopped), commits nothing, and leaves the store
+/// working: the same put then succeeds and reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_failing_halfway_in_its_writer_reports_the_cause_and_commits_nothing() {
+    for (stage, message) in [
+        ("hot write", "injected fault in a hot-tier write"),
+        ("dedup query", "injected fault in readable_chunks"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let db = strata::rocks::open(&dir.path().join("hot"), &s.hot).unwrap();
+        let hot = FaultyHot::new(Arc::new(strata::hot::HotTier::new(db)));
+        let slot: Arc<std::sync::Mutex<Option<Arc<FaultyMeta>>>> = Default::default();
+        let fill = slot.clone();
+        let components = Components {
+            hot: Some(hot.clone()),
+            wrap_meta: Some(Box::new(move |inner| {
+                let f = FaultyMeta::new(inner);
+                *fill.lock().unwrap() = Some(f.clone());
+                f
+            })),
+            ..Components::default()
+        };
+        let store = Store::open_with(s, components).await.unwrap();
+        let meta = slot.lock().unwrap().clone().unwrap();
+        // 24 MiB is 24 batches: the fault hits well inside the stream.
+        let data = random_bytes(24 << 20, 91);
+        let armed = match stage {
+            "hot write" => &hot.fail_writes_after,
+            _ => &meta.fail_readable_after,
+        };
+        armed.store(5, Ordering::SeqCst);
+        let err = store.put(data.clone()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{stage}: {err}");
+        assert!(err.to_string().contains(message), "{stage}: {err}");
+        let id = BlobId::of(&data);
+        assert!(!store.contains(&id).await.unwrap(), "{stage}");
+        assert!(store.list().await.unwrap().is_empty(), "{stage}");
+
+        armed.store(u64::MAX, Ordering::SeqCst);
+        let r = store.put(data.clone()).await.unwrap();
+        assert!(!r.existed);
+        assert_eq!(r.id, id);
+        assert!(store.get(&id).await.unwrap() == data, "{stage}");
+        store.close().await.unwrap();
+    }
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use strata::hot::faults::FaultyHot;
 use strata::object::{FaultyObjectStore, LocalObjectStore, ObjectStore, StorageClass};
 use strata::store::Components;
 use strata::{BlobId, ChunkId, ChunkerParams, ErrorKind, ManualClock, Settings, Store, Tier};
@@ -645,62 +646,6 @@ async fn gc_terminates_when_dead_chunks_live_only_in_warm() {
     env.store.close().await.unwrap();
 }
 
-/// The RocksDB hot tier, counting the calls that read chunk values.
-struct CountingHot {
-    inner: strata::hot::HotTier,
-    value_reads: std::sync::atomic::AtomicU64,
-}
-
-impl CountingHot {
-    fn reads(&self) -> u64 {
-        self.value_reads.load(std::sync::atomic::Ordering::SeqCst)
-    }
-    fn count(&self) {
-        self.value_reads
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-#[async_trait::async_trait]
-impl strata::hot::ChunkTier for CountingHot {
-    async fn put_many(&self, chunks: Vec<(ChunkId, Bytes)>) -> strata::Result<()> {
-        self.inner.put_many(chunks).await
-    }
-    async fn get(&self, id: &ChunkId) -> strata::Result<Option<Bytes>> {
-        self.count();
-        self.inner.get(id).await
-    }
-    async fn contains(&self, id: &ChunkId) -> strata::Result<bool> {
-        // For values in blob files, an exact presence check reads the value.
-        self.count();
-        self.inner.contains(id).await
-    }
-    async fn may_contain(&self, id: &ChunkId) -> bool {
-        self.inner.may_contain(id).await
-    }
-    async fn delete_many(&self, ids: Vec<ChunkId>) -> strata::Result<()> {
-        self.inner.delete_many(ids).await
-    }
-    async fn put_many_unlogged(&self, chunks: Vec<(ChunkId, Bytes)>) -> strata::Result<()> {
-        self.inner.put_many_unlogged(chunks).await
-    }
-    async fn sync_unlogged(&self) -> strata::Result<()> {
-        self.inner.sync_unlogged().await
-    }
-    async fn sync(&self) -> strata::Result<()> {
-        self.inner.sync().await
-    }
-    async fn reclaim(&self) -> strata::Result<()> {
-        self.inner.reclaim().await
-    }
-    async fn unconfirmed(&self, limit: usize) -> strata::Result<Vec<ChunkId>> {
-        self.inner.unconfirmed(limit).await
-    }
-    async fn confirm(&self, ids: Vec<ChunkId>) -> strata::Result<()> {
-        self.inner.confirm(ids).await
-    }
-}
-
 /// Before a `get --wait` reads, it checks for archived chunks; for a blob in hot that
 /// check must come from metadata, not from reading every chunk (which the read then
 /// reads again).
@@ -709,10 +654,9 @@ async fn waiting_for_a_hot_blob_reads_no_chunk() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = settings(dir.path());
     let db = strata::rocks::open(&dir.path().join("hot"), &s.hot).expect("hot db");
-    let hot = Arc::new(CountingHot {
-        inner: strata::hot::HotTier::new(db),
-        value_reads: Default::default(),
-    });
+    // The wrapper counts the calls that read chunk values.
+    let hot = FaultyHot::new(Arc::new(strata::hot::HotTier::new(db)));
+    let reads = || hot.value_reads.load(std::sync::atomic::Ordering::SeqCst);
     let components = Components {
         hot: Some(hot.clone() as Arc<dyn strata::hot::ChunkTier>),
         ..Components::default()
@@ -722,12 +666,12 @@ async fn waiting_for_a_hot_blob_reads_no_chunk() {
     let id = store.put(data.clone()).await.expect("put").id;
     let chunks = store.stat(&id).await.expect("stat").distinct_chunks;
     assert!(chunks > 5);
-    let before = hot.reads();
+    let before = reads();
     store
         .wait_readable(&id, 0..data.len() as u64, Duration::ZERO)
         .await
         .expect("nothing archived");
-    assert_eq!(hot.reads(), before, "the check read chunk values");
+    assert_eq!(reads(), before, "the check read chunk values");
     // The read itself reads each chunk once (the chunk cache is off here).
     assert!(
         store
@@ -736,6 +680,6 @@ async fn waiting_for_a_hot_blob_reads_no_chunk() {
             .expect("get")
             == data
     );
-    assert_eq!(hot.reads() - before, chunks);
+    assert_eq!(reads() - before, chunks);
     store.close().await.expect("close");
 }

@@ -23,6 +23,11 @@ pub struct FaultyMeta {
     pub fail_delete: AtomicBool,
     /// Fail every call (the database went away).
     pub fail_all: AtomicBool,
+    /// `readable_chunks` (a put's dedup query) calls answered before every further one
+    /// fails; `u64::MAX` (the default) never fails.
+    pub fail_readable_after: AtomicU64,
+    /// `readable_chunks` calls answered.
+    readable_answered: AtomicU64,
     /// Calls made (each is one round trip to a server-backed store).
     pub calls: AtomicU64,
 }
@@ -35,6 +40,8 @@ impl FaultyMeta {
             fail_commit: AtomicBool::new(false),
             fail_delete: AtomicBool::new(false),
             fail_all: AtomicBool::new(false),
+            fail_readable_after: AtomicU64::new(u64::MAX),
+            readable_answered: AtomicU64::new(0),
             calls: AtomicU64::new(0),
         })
     }
@@ -54,6 +61,11 @@ impl FaultyMeta {
 impl MetaStore for FaultyMeta {
     async fn readable_chunks(&self, ids: &[ChunkId], node: &str) -> Result<HashSet<ChunkId>> {
         self.check("readable_chunks", None)?;
+        let answered = self.readable_answered.load(Ordering::SeqCst);
+        if answered >= self.fail_readable_after.load(Ordering::SeqCst) {
+            return Err(Error::unavailable("injected fault in readable_chunks"));
+        }
+        self.readable_answered.fetch_add(1, Ordering::SeqCst);
         self.inner.readable_chunks(ids, node).await
     }
     async fn commit_blob(&self, commit: &BlobCommit) -> Result<CommitOutcome> {

@@ -142,7 +142,7 @@ impl Store {
         let params = self.inner.settings.chunking;
         let (block_tx, block_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
         let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-        let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
+        let (batch_tx, batch_rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
 
         let chunker = tokio::task::spawn_blocking(move || chunk_blocks(params, block_rx, batch_tx));
         let hasher = tokio::task::spawn_blocking(move || {
@@ -157,13 +157,7 @@ impl Store {
         let read = produce(Feed { block_tx, hash_tx });
 
         let _fence = self.inner.gc_fence.read().await;
-        let write = async {
-            let mut w = Written::default();
-            while let Some(batch) = batch_rx.recv().await {
-                self.store_batch(batch, &mut w).await?;
-            }
-            Ok::<Written, Error>(w)
-        };
+        let write = self.write_batches(batch_rx);
         let (read_res, write_res) = tokio::join!(read, write);
         // A failed writer stops the chunker and then the reader ("pipeline stopped"), so
         // its error is the root cause. A failed read must stop the commit: the chunker
@@ -175,54 +169,66 @@ impl Store {
         self.commit(id, size, params, written).await
     }
 
-    /// Dedup one batch against the metadata store and write what is new to hot.
-    async fn store_batch(&self, batch: Batch, w: &mut Written) -> Result<()> {
-        let unseen: Vec<ChunkId> = batch
-            .chunks
-            .iter()
-            .map(|c| c.1)
-            .filter(|id| !w.seen.contains(id))
-            .collect();
-        // With `replicated` durability a put may reuse only copies every node can read:
-        // a chunk held just in this node's hot tier (put while durability was `local`,
-        // or moved to hot) is written again, and so packed into warm with the others.
+    /// The writer side of the pipeline, itself three stages so that no step waits on
+    /// another: the dedup query of a batch runs while the batch before it is written to
+    /// hot, and the accounting between them (manifest entries, what is new) is in order.
+    async fn write_batches(&self, mut batches: mpsc::Receiver<Batch>) -> Result<Written> {
+        let (checked_tx, mut checked) = mpsc::channel::<(Batch, HashSet<ChunkId>)>(1);
+        let (write_tx, mut writes) = mpsc::channel::<(Vec<(ChunkId, Bytes)>, bool)>(1);
+        // A stage whose successor stopped (with an error) stops too; its error is the
+        // one returned.
+        let query = async move {
+            while let Some(batch) = batches.recv().await {
+                let readable = self.readable_of(&batch).await?;
+                if checked_tx.send((batch, readable)).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<(), Error>(())
+        };
+        let account = async move {
+            let mut w = Written::default();
+            while let Some((batch, readable)) = checked.recv().await {
+                let to_write = w.account(batch, &readable, &self.inner.node, self.now_ms());
+                if !to_write.is_empty() && write_tx.send((to_write, w.unlogged())).await.is_err() {
+                    break;
+                }
+            }
+            w
+        };
+        let write = async move {
+            while let Some((chunks, unlogged)) = writes.recv().await {
+                // The first bytes of a put go through the write-ahead log (a small put is
+                // then made durable by the synced commit alone); past that, bulk writes
+                // skip the log so each byte hits the disk once, and the commit first
+                // flushes them.
+                if unlogged {
+                    self.inner.hot.put_many_unlogged(chunks).await?;
+                } else {
+                    self.inner.hot.put_many(chunks).await?;
+                }
+            }
+            Ok::<(), Error>(())
+        };
+        let (queried, written, wrote) = tokio::join!(query, account, write);
+        wrote?;
+        queried?;
+        Ok(written)
+    }
+
+    /// The chunks of `batch` this put may reuse instead of writing: those with a healthy
+    /// copy this node can read. With `replicated` durability only copies every node can
+    /// read count: a chunk held just in this node's hot tier (put while durability was
+    /// `local`, or moved to hot) is written again, and so packed into warm with the rest.
+    async fn readable_of(&self, batch: &Batch) -> Result<HashSet<ChunkId>> {
         let reader = match self.inner.settings.durability.mode {
             Durability::Replicated => SHARED_ONLY,
             Durability::Local => self.inner.node.as_str(),
         };
-        let readable = if unseen.is_empty() {
-            HashSet::new()
-        } else {
-            self.inner.meta.readable_chunks(&unseen, reader).await?
-        };
-        let now = self.now_ms();
-        let mut to_write = Vec::new();
-        for (offset, id, data) in batch.chunks {
-            let len = data.len() as u64;
-            w.entries.push(ManifestEntry {
-                offset,
-                length: len as u32,
-                chunk: id,
-            });
-            if w.seen.insert(id) && !readable.contains(&id) {
-                w.new_chunks += 1;
-                w.new_bytes += len;
-                w.locations
-                    .push(Location::hot(id, &self.inner.node, len, now));
-                to_write.push((id, data));
-            }
-        }
-        if to_write.is_empty() {
-            return Ok(());
-        }
-        // The first bytes of a put go through the write-ahead log (a small put is then
-        // made durable by the synced commit alone); past that, bulk writes skip the log
-        // so each byte hits the disk once, and the commit first flushes them.
-        if w.unlogged() {
-            self.inner.hot.put_many_unlogged(to_write).await
-        } else {
-            self.inner.hot.put_many(to_write).await
-        }
+        let mut ids: Vec<ChunkId> = batch.chunks.iter().map(|c| c.1).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.inner.meta.readable_chunks(&ids, reader).await
     }
 
     async fn commit(
@@ -324,6 +330,33 @@ struct Written {
 }
 
 impl Written {
+    /// Add `batch` to the manifest and return its chunks that must be written: those
+    /// neither seen earlier in this put nor `readable` already.
+    fn account(
+        &mut self,
+        batch: Batch,
+        readable: &HashSet<ChunkId>,
+        node: &str,
+        now_ms: u64,
+    ) -> Vec<(ChunkId, Bytes)> {
+        let mut to_write = Vec::new();
+        for (offset, id, data) in batch.chunks {
+            let len = data.len() as u64;
+            self.entries.push(ManifestEntry {
+                offset,
+                length: len as u32,
+                chunk: id,
+            });
+            if self.seen.insert(id) && !readable.contains(&id) {
+                self.new_chunks += 1;
+                self.new_bytes += len;
+                self.locations.push(Location::hot(id, node, len, now_ms));
+                to_write.push((id, data));
+            }
+        }
+        to_write
+    }
+
     /// Whether the put has passed its logged prefix. `new_bytes` only grows with a
     /// batch that writes, so once this holds some chunks were written without the WAL.
     fn unlogged(&self) -> bool {

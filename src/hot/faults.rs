@@ -1,0 +1,94 @@
+//! Fault injection and counting for tests: a [`ChunkTier`] wrapper that fails writes
+//! after a chosen number, as a full disk or a dying device would, and counts what reaches
+//! the tier.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::ChunkTier;
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+
+/// Wraps a chunk tier; writes fail once [`Self::fail_writes_after`] have succeeded.
+pub struct FaultyHot {
+    inner: Arc<dyn ChunkTier>,
+    /// Writes (`put_many` or `put_many_unlogged` calls) allowed to succeed before every
+    /// further one fails with `Unavailable`; `u64::MAX` (the default) never fails.
+    pub fail_writes_after: AtomicU64,
+    /// Writes that reached the wrapped tier.
+    pub writes: AtomicU64,
+    /// Calls that read a stored value: `get`, and `contains` (for values in blob files an
+    /// exact presence check reads the value).
+    pub value_reads: AtomicU64,
+}
+
+impl FaultyHot {
+    /// Wrap `inner` with no fault armed.
+    pub fn new(inner: Arc<dyn ChunkTier>) -> Arc<Self> {
+        Arc::new(FaultyHot {
+            inner,
+            fail_writes_after: AtomicU64::new(u64::MAX),
+            writes: AtomicU64::new(0),
+            value_reads: AtomicU64::new(0),
+        })
+    }
+
+    fn check_write(&self) -> Result<()> {
+        let allowed = self.fail_writes_after.load(Ordering::SeqCst);
+        // Count only the writes let through, so re-arming with a larger limit works.
+        let done = self.writes.load(Ordering::SeqCst);
+        if done >= allowed {
+            return Err(Error::unavailable("injected fault in a hot-tier write"));
+        }
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn count_read(&self) {
+        self.value_reads.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl ChunkTier for FaultyHot {
+    async fn put_many(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<()> {
+        self.check_write()?;
+        self.inner.put_many(chunks).await
+    }
+    async fn get(&self, id: &ChunkId) -> Result<Option<Bytes>> {
+        self.count_read();
+        self.inner.get(id).await
+    }
+    async fn contains(&self, id: &ChunkId) -> Result<bool> {
+        self.count_read();
+        self.inner.contains(id).await
+    }
+    async fn may_contain(&self, id: &ChunkId) -> bool {
+        self.inner.may_contain(id).await
+    }
+    async fn delete_many(&self, ids: Vec<ChunkId>) -> Result<()> {
+        self.inner.delete_many(ids).await
+    }
+    async fn put_many_unlogged(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<()> {
+        self.check_write()?;
+        self.inner.put_many_unlogged(chunks).await
+    }
+    async fn sync_unlogged(&self) -> Result<()> {
+        self.inner.sync_unlogged().await
+    }
+    async fn sync(&self) -> Result<()> {
+        self.inner.sync().await
+    }
+    async fn reclaim(&self) -> Result<()> {
+        self.inner.reclaim().await
+    }
+    async fn unconfirmed(&self, limit: usize) -> Result<Vec<ChunkId>> {
+        self.inner.unconfirmed(limit).await
+    }
+    async fn confirm(&self, ids: Vec<ChunkId>) -> Result<()> {
+        self.inner.confirm(ids).await
+    }
+}
