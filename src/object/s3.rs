@@ -79,6 +79,7 @@ impl S3ObjectStore {
             .operation_attempt_timeout(timeout)
             .build();
         let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
             .region(Region::new(conn.region.clone()))
             .retry_config(RetryConfig::standard().with_max_attempts(conn.max_attempts))
             .timeout_config(timeouts)
@@ -563,4 +564,14 @@ impl ObjectStore for S3ObjectStore {
             }
         }
     }
+}
+
+/// The HTTPS client every S3 connection uses (also for the credential providers that
+/// call out: SSO, STS, instance metadata): rustls with the ring provider, trusting the
+/// platform's root certificates.
+fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
