@@ -618,6 +618,61 @@ async fn unreachable_endpoint_is_unavailable() {
     );
 }
 
+/// An HTTPS endpoint whose certificate does not verify (moto with `--ssl` serves a
+/// self-signed one) is a clear `InvalidInput` naming the TLS certificate, not an
+/// `Unavailable` "could not reach the endpoint" that invites retrying. Runs where the
+/// S3 test servers are (moto installed).
+#[tokio::test]
+async fn untrusted_tls_certificate_is_a_clear_error() {
+    if object_support::endpoint("STRATA_TEST_MOTO_ENDPOINT").is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(
+        std::process::Command::new("python3")
+            .args(["-m", "moto.server", "--ssl", "-H", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto with --ssl"),
+    );
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "moto --ssl did not listen on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut conn = object_support::connection(&format!("https://127.0.0.1:{port}"), "b");
+    conn.timeout_secs = 5;
+    conn.max_attempts = 1;
+    let config = S3ObjectStore::client_config(&conn)
+        .await
+        .unwrap()
+        .to_builder()
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "k", "s", None, None, "test",
+        ))
+        .build();
+    let store = S3ObjectStore::from_client(aws_sdk_s3::Client::from_conf(config), "b", "").unwrap();
+    let e = store.head("a").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("TLS certificate"), "{e}");
+}
+
 /// SeaweedFS checks signatures: a wrong secret is a clear credentials error, not
 /// `Unavailable`, and the secret is not in the message.
 #[tokio::test]

@@ -46,6 +46,14 @@ where
     let ctx = format!("s3 {} {what}", op.as_str());
     let (kind, detail) = match &err {
         SdkError::TimeoutError(_) => (ErrorKind::Unavailable, "timed out".to_string()),
+        // Before the I/O arm: rustls reports a refused certificate as an I/O error, but
+        // no retry fixes it.
+        SdkError::DispatchFailure(_) if tls_certificate_refused(&err) => (
+            ErrorKind::InvalidInput,
+            "the endpoint's TLS certificate was not accepted (check the endpoint URL, and \
+             that its certificate chains to a root certificate this system trusts)"
+                .to_string(),
+        ),
         SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => (
             ErrorKind::Unavailable,
             "could not reach the endpoint".to_string(),
@@ -197,6 +205,17 @@ fn quoted_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 pub(crate) fn date_ms(dt: Option<&DateTime>) -> Option<u64> {
     dt.and_then(|d| d.to_millis().ok())
         .and_then(|ms| u64::try_from(ms).ok())
+}
+
+/// Whether a request failed because TLS refused the server's certificate (rustls says
+/// "invalid peer certificate: …" somewhere in the error's chain of sources).
+fn tls_certificate_refused<E>(err: &SdkError<E, HttpResponse>) -> bool
+where
+    E: std::error::Error + 'static,
+{
+    DisplayErrorContext(err)
+        .to_string()
+        .contains("invalid peer certificate")
 }
 
 #[cfg(test)]
