@@ -583,14 +583,13 @@ async fn ranged_get_latency(b: &Backend) {
 
 // ---- outside the macro ------------------------------------------------------------------
 
-/// An endpoint nobody listens on is `Unavailable`, promptly, for reads and writes.
-#[tokio::test]
-async fn unreachable_endpoint_is_unavailable() {
-    let mut conn = object_support::connection("http://127.0.0.1:1", "nobucket");
-    conn.timeout_secs = 2;
-    conn.max_attempts = 2;
-    // Static credentials: the test must not walk the default chain to instance metadata.
-    let config = S3ObjectStore::client_config(&conn)
+/// A store on `conn` with made-up static credentials, so a test of a failing endpoint
+/// does not walk the default chain out to instance metadata first.
+async fn with_static_credentials(
+    conn: &strata::settings::S3Connection,
+    prefix: &str,
+) -> S3ObjectStore {
+    let config = S3ObjectStore::client_config(conn)
         .await
         .unwrap()
         .to_builder()
@@ -598,8 +597,16 @@ async fn unreachable_endpoint_is_unavailable() {
             "k", "s", None, None, "test",
         ))
         .build();
-    let store = S3ObjectStore::from_client(aws_sdk_s3::Client::from_conf(config), "nobucket", "p/")
-        .unwrap();
+    S3ObjectStore::from_client(aws_sdk_s3::Client::from_conf(config), &conn.bucket, prefix).unwrap()
+}
+
+/// An endpoint nobody listens on is `Unavailable`, promptly, for reads and writes.
+#[tokio::test]
+async fn unreachable_endpoint_is_unavailable() {
+    let mut conn = object_support::connection("http://127.0.0.1:1", "nobucket");
+    conn.timeout_secs = 2;
+    conn.max_attempts = 2;
+    let store = with_static_credentials(&conn, "p/").await;
     let started = Instant::now();
     assert_eq!(kind(store.head("a").await), ErrorKind::Unavailable);
     assert_eq!(
@@ -659,15 +666,7 @@ async fn untrusted_tls_certificate_is_a_clear_error() {
     let mut conn = object_support::connection(&format!("https://127.0.0.1:{port}"), "b");
     conn.timeout_secs = 5;
     conn.max_attempts = 1;
-    let config = S3ObjectStore::client_config(&conn)
-        .await
-        .unwrap()
-        .to_builder()
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "k", "s", None, None, "test",
-        ))
-        .build();
-    let store = S3ObjectStore::from_client(aws_sdk_s3::Client::from_conf(config), "b", "").unwrap();
+    let store = with_static_credentials(&conn, "").await;
     let e = store.head("a").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("TLS certificate"), "{e}");
