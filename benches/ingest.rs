@@ -181,7 +181,7 @@ fn paired(
     }
     println!(
         "ingest paired: chunk+hash median {:.0} ms, put_embedded median {:.0} ms, put at {:.0}% of chunk+hash throughput (median of {pairs} pairs, min {:.0}%, max {:.0}%)",
-        median(base.clone()) * 1e3,
+        median(base) * 1e3,
         median(put) * 1e3,
         median(ratios.clone()) * 100.0,
         ratios.iter().copied().fold(f64::INFINITY, f64::min) * 100.0,

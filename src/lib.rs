@@ -19,6 +19,7 @@ pub mod chunking;
 pub mod cli;
 pub mod clock;
 pub mod error;
+pub mod faults;
 pub mod hot;
 pub mod id;
 pub mod meta;

@@ -375,10 +375,10 @@ async fn a_put_failing_halfway_in_its_writer_reports_the_cause_and_commits_nothi
         // 24 MiB is 24 batches: the fault hits well inside the stream.
         let data = random_bytes(24 << 20, 91);
         let armed = match stage {
-            "hot write" => &hot.fail_writes_after,
-            _ => &meta.fail_readable_after,
+            "hot write" => &hot.writes,
+            _ => &meta.readable,
         };
-        armed.store(5, Ordering::SeqCst);
+        armed.arm(5);
         let err = store.put(data.clone()).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{stage}: {err}");
         assert!(err.to_string().contains(message), "{stage}: {err}");
@@ -386,7 +386,7 @@ async fn a_put_failing_halfway_in_its_writer_reports_the_cause_and_commits_nothi
         assert!(!store.contains(&id).await.unwrap(), "{stage}");
         assert!(store.list().await.unwrap().is_empty(), "{stage}");
 
-        armed.store(u64::MAX, Ordering::SeqCst);
+        armed.disarm();
         let r = store.put(data.clone()).await.unwrap();
         assert!(!r.existed);
         assert_eq!(r.id, id);

@@ -10,16 +10,15 @@ use bytes::Bytes;
 
 use super::ChunkTier;
 use crate::error::{Error, Result};
+use crate::faults::FailAfter;
 use crate::id::ChunkId;
 
-/// Wraps a chunk tier; writes fail once [`Self::fail_writes_after`] have succeeded.
+/// Wraps a chunk tier; writes fail once [`Self::writes`] lets no more through.
 pub struct FaultyHot {
     inner: Arc<dyn ChunkTier>,
-    /// Writes (`put_many` or `put_many_unlogged` calls) allowed to succeed before every
-    /// further one fails with `Unavailable`; `u64::MAX` (the default) never fails.
-    pub fail_writes_after: AtomicU64,
-    /// Writes that reached the wrapped tier.
-    pub writes: AtomicU64,
+    /// Writes (`put_many` or `put_many_unlogged` calls): those it lets through reach the
+    /// wrapped tier, the others fail with `Unavailable`.
+    pub writes: FailAfter,
     /// Calls that read a stored value: `get`, and `contains` (for values in blob files an
     /// exact presence check reads the value).
     pub value_reads: AtomicU64,
@@ -30,21 +29,17 @@ impl FaultyHot {
     pub fn new(inner: Arc<dyn ChunkTier>) -> Arc<Self> {
         Arc::new(FaultyHot {
             inner,
-            fail_writes_after: AtomicU64::new(u64::MAX),
-            writes: AtomicU64::new(0),
+            writes: FailAfter::default(),
             value_reads: AtomicU64::new(0),
         })
     }
 
     fn check_write(&self) -> Result<()> {
-        let allowed = self.fail_writes_after.load(Ordering::SeqCst);
-        // Count only the writes let through, so re-arming with a larger limit works.
-        let done = self.writes.load(Ordering::SeqCst);
-        if done >= allowed {
-            return Err(Error::unavailable("injected fault in a hot-tier write"));
+        if self.writes.pass() {
+            Ok(())
+        } else {
+            Err(Error::unavailable("injected fault in a hot-tier write"))
         }
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        Ok(())
     }
 
     fn count_read(&self) {

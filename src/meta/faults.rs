@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use super::placement::{PackRecord, PackRestore, PlacementStore};
 use super::MetaStore;
 use crate::error::{Error, Result};
+use crate::faults::FailAfter;
 use crate::id::{BlobId, ChunkId};
 use crate::model::*;
 
@@ -23,11 +24,9 @@ pub struct FaultyMeta {
     pub fail_delete: AtomicBool,
     /// Fail every call (the database went away).
     pub fail_all: AtomicBool,
-    /// `readable_chunks` (a put's dedup query) calls answered before every further one
-    /// fails; `u64::MAX` (the default) never fails.
-    pub fail_readable_after: AtomicU64,
-    /// `readable_chunks` calls answered.
-    readable_answered: AtomicU64,
+    /// `readable_chunks` calls (a put's dedup query): those it lets through are
+    /// answered, the others fail.
+    pub readable: FailAfter,
     /// Calls made (each is one round trip to a server-backed store).
     pub calls: AtomicU64,
 }
@@ -40,8 +39,7 @@ impl FaultyMeta {
             fail_commit: AtomicBool::new(false),
             fail_delete: AtomicBool::new(false),
             fail_all: AtomicBool::new(false),
-            fail_readable_after: AtomicU64::new(u64::MAX),
-            readable_answered: AtomicU64::new(0),
+            readable: FailAfter::default(),
             calls: AtomicU64::new(0),
         })
     }
@@ -61,11 +59,9 @@ impl FaultyMeta {
 impl MetaStore for FaultyMeta {
     async fn readable_chunks(&self, ids: &[ChunkId], node: &str) -> Result<HashSet<ChunkId>> {
         self.check("readable_chunks", None)?;
-        let answered = self.readable_answered.load(Ordering::SeqCst);
-        if answered >= self.fail_readable_after.load(Ordering::SeqCst) {
+        if !self.readable.pass() {
             return Err(Error::unavailable("injected fault in readable_chunks"));
         }
-        self.readable_answered.fetch_add(1, Ordering::SeqCst);
         self.inner.readable_chunks(ids, node).await
     }
     async fn commit_blob(&self, commit: &BlobCommit) -> Result<CommitOutcome> {
