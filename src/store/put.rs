@@ -39,6 +39,9 @@ const CHANNEL_DEPTH: usize = 2;
 /// New bytes a put writes through the hot tier's write-ahead log before it switches to
 /// unlogged bulk writes (flushed before its commit).
 const LOGGED_PUT_BYTES: u64 = 8 << 20;
+/// Inputs from this size up are released by [`release_off_path`] (below it a thread hop
+/// costs more than the free).
+const RELEASE_OFF_PATH_BYTES: usize = 16 << 20;
 
 /// What a put did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -374,10 +377,6 @@ fn release_off_path(data: Bytes) {
         tokio::task::spawn_blocking(move || drop(data));
     }
 }
-
-/// Inputs from this size up are released by [`release_off_path`] (below it a thread hop
-/// costs more than the free).
-const RELEASE_OFF_PATH_BYTES: usize = 16 << 20;
 
 /// The input side of the ingest pipeline: every block goes to the whole-blob hasher and
 /// to the chunker. Dropping it ends the input.
