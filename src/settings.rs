@@ -218,7 +218,7 @@ pub struct HotSettings {
     /// (copy, compression, checksums) with synchronous writes of 1 MiB, so one flush
     /// thread keeps the disk at queue depth 1, and on a disk slower than about 1 GiB/s
     /// ingest waits on it; two overlap each other's writes (a virtual disk here wrote
-    /// 1.2 GiB/s at queue depth 1 and 2.1 GiB/s at 2). There is one memtable more than
+    /// 1166 MiB/s at queue depth 1 and 2193 MiB/s at 2). There is one memtable more than
     /// this, the one being filled.
     pub flush_threads: usize,
     /// Write blob and table files (memtable flushes, compactions) with `O_DIRECT`,
