@@ -114,6 +114,13 @@ impl Error {
         &self.context
     }
 
+    /// The same error under another kind, for a caller that knows better what it means
+    /// (an I/O error about a path the user named is theirs to fix).
+    pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
     /// Prefix more context, keeping kind and source.
     pub fn context_prefix(mut self, prefix: impl fmt::Display) -> Self {
         self.context = format!("{prefix}: {}", self.context);
@@ -150,8 +157,24 @@ impl std::error::Error for Error {
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         use std::io::ErrorKind as K;
+        // The errno first: a quota is as full as a disk for the writer, and errors built
+        // from an errno by other libraries may not carry the newer kinds.
+        #[cfg(unix)]
+        match e.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => return Error::disk_full(e),
+            Some(libc::EACCES) | Some(libc::EPERM) => {
+                return Error::invalid("permission denied").with_source(e)
+            }
+            Some(libc::EROFS) => return Error::invalid("read-only filesystem").with_source(e),
+            _ => {}
+        }
         let kind = match e.kind() {
             K::NotFound => ErrorKind::NotFound,
+            K::PermissionDenied => return Error::invalid("permission denied").with_source(e),
+            K::ReadOnlyFilesystem => {
+                return Error::invalid("read-only filesystem").with_source(e)
+            }
+            K::StorageFull | K::QuotaExceeded => return Error::disk_full(e),
             K::InvalidInput | K::InvalidData | K::UnexpectedEof => ErrorKind::InvalidInput,
             K::TimedOut
             | K::ConnectionRefused
@@ -163,6 +186,14 @@ impl From<std::io::Error> for Error {
             _ => ErrorKind::Internal,
         };
         Error::new(kind, "i/o").with_source(e)
+    }
+}
+
+impl Error {
+    /// A write that found no space: `Unavailable`, since freeing space (gc, deleting
+    /// blobs, a bigger disk) and retrying can succeed.
+    fn disk_full(source: impl Into<Source>) -> Self {
+        Error::unavailable("disk full: no space left on device").with_source(source)
     }
 }
 
@@ -205,5 +236,27 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::NotFound);
         let e: Error = std::io::Error::from(std::io::ErrorKind::TimedOut).into();
         assert_eq!(e.kind(), ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn permission_and_full_disk_are_named() {
+        for errno in [libc::EACCES, libc::EPERM] {
+            let e: Error = std::io::Error::from_raw_os_error(errno).into();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert_eq!(e.context(), "permission denied");
+        }
+        let e: Error = std::io::Error::from(std::io::ErrorKind::PermissionDenied).into();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        for e in [
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+            std::io::Error::from_raw_os_error(libc::EDQUOT),
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        ] {
+            let e = Error::from(e).context_prefix("writing out");
+            assert_eq!(e.kind(), ErrorKind::Unavailable);
+            assert_eq!(e.context(), "writing out: disk full: no space left on device");
+        }
+        let e: Error = std::io::Error::from_raw_os_error(libc::EROFS).into();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
     }
 }

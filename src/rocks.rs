@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, Options, DB};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::settings::HotSettings;
 
 /// Chunk bytes of the hot tier: chunk id → bytes.
@@ -49,9 +49,9 @@ pub const ALL_CFS: &[&str] = &[
 
 /// Open (creating if needed) the database in `dir`.
 pub fn open(dir: &Path, hot: &HotSettings) -> Result<Arc<DB>> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        Error::invalid(format!("cannot create data directory {}", dir.display())).with_source(e)
-    })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| data_dir_error(dir, "cannot create data directory", e))?;
+    let direct_io = probe_data_dir(dir)?;
     let mut db_opts = Options::default();
     db_opts.create_if_missing(true);
     db_opts.create_missing_column_families(true);
@@ -66,7 +66,7 @@ pub fn open(dir: &Path, hot: &HotSettings) -> Result<Arc<DB>> {
     db_opts.set_max_background_compactions(1);
     db_opts.set_keep_log_file_num(4);
     if hot.direct_writes {
-        if direct_io_supported(dir) {
+        if direct_io {
             db_opts.set_use_direct_io_for_flush_and_compaction(true);
         } else {
             tracing::warn!(dir = %dir.display(), "the filesystem refuses O_DIRECT; hot-tier files are written through the page cache");
@@ -116,27 +116,48 @@ pub fn open(dir: &Path, hot: &HotSettings) -> Result<Arc<DB>> {
     Ok(Arc::new(db))
 }
 
-/// Whether files in `dir` can be opened with `O_DIRECT`. Some filesystems refuse it
-/// (tmpfs before Linux 6.6, some network filesystems), and RocksDB would only find out
-/// at its first flush, which then fails.
-fn direct_io_supported(dir: &Path) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let probe = dir.join(".direct-io-probe");
-        let opened = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&probe);
-        let _ = std::fs::remove_file(&probe);
-        opened.is_ok()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = dir;
-        false
+/// Check that new files can be created in `dir`, and whether with `O_DIRECT`. Some
+/// filesystems refuse `O_DIRECT` (tmpfs before Linux 6.6, some network filesystems),
+/// and RocksDB would only find out at its first flush, which then fails. The kernel
+/// says so with `EINVAL`; any other failure (no permission, a read-only filesystem, a
+/// full disk) is the directory's, and is reported here, naming it, rather than by
+/// RocksDB as an I/O error with no cause a user can act on.
+fn probe_data_dir(dir: &Path) -> Result<bool> {
+    use std::fs::OpenOptions;
+    let probe = dir.join(".direct-io-probe");
+    let create = |direct: bool| {
+        let mut opts = OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(target_os = "linux")]
+        if direct {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.custom_flags(libc::O_DIRECT);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = direct;
+        opts.open(&probe)
+    };
+    let direct = cfg!(target_os = "linux")
+        && match create(true) {
+            Ok(_) => true,
+            // Created before the flag was refused on some kernels: removed below.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => false,
+            Err(e) => return Err(data_dir_error(dir, "cannot write data directory", e)),
+        };
+    let created = if direct { Ok(()) } else { create(false).map(drop) };
+    let _ = std::fs::remove_file(&probe);
+    created.map_err(|e| data_dir_error(dir, "cannot write data directory", e))?;
+    Ok(direct)
+}
+
+/// An I/O error about the data directory itself. A full disk stays `Unavailable`
+/// (freeing space and retrying helps); anything else (no permission, a file in the
+/// way, a read-only filesystem) is for the caller to fix: `InvalidInput`.
+fn data_dir_error(dir: &Path, what: &str, e: std::io::Error) -> Error {
+    let err = Error::from(e).context_prefix(format!("{what} {}", dir.display()));
+    match err.kind() {
+        ErrorKind::Unavailable => err,
+        _ => err.with_kind(ErrorKind::InvalidInput),
     }
 }
 
@@ -152,4 +173,44 @@ fn compression(name: &str) -> DBCompressionType {
 pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily> {
     db.cf_handle(name)
         .ok_or_else(|| Error::internal(format!("column family {name} is missing")))
+}
+
+/// Name a full disk behind a RocksDB I/O error of the database in `dir`. RocksDB's
+/// status carries no errno, so the filesystem is asked instead: an I/O error while it
+/// has less room than one round of memtable flushes writes
+/// (`write_buffer_bytes × (flush_threads + 1)`), or no free inode, is taken for a full
+/// disk (`Unavailable`: freeing space and retrying helps). The room is compared with a
+/// round of flushes rather than with zero because a flush that failed deletes its
+/// partial files: by the time the error arrives, the space it lacked is free again.
+/// Any other error is returned unchanged.
+pub fn name_full_disk(err: Error, dir: &Path, hot: &HotSettings) -> Error {
+    if err.kind() != ErrorKind::Internal || !rocksdb_io_error(&err) {
+        return err;
+    }
+    let Ok(fs) = rustix::fs::statvfs(dir) else {
+        return err;
+    };
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    let needed = (hot.write_buffer_bytes as u64).saturating_mul(hot.flush_threads as u64 + 1);
+    // Filesystems without an inode limit (btrfs) report no inodes at all.
+    let no_inodes = fs.f_files > 0 && fs.f_favail == 0;
+    if free >= needed && !no_inodes {
+        return err;
+    }
+    err.with_kind(ErrorKind::Unavailable).context_prefix(format!(
+        "disk full: no space left on device for data directory {} ({free} bytes free)",
+        dir.display()
+    ))
+}
+
+/// Whether a RocksDB `IOError` is among the causes of `err`.
+fn rocksdb_io_error(err: &Error) -> bool {
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        if let Some(r) = c.downcast_ref::<rocksdb::Error>() {
+            return r.kind() == rocksdb::ErrorKind::IOError;
+        }
+        cause = c.source();
+    }
+    false
 }

@@ -14,14 +14,20 @@
 //!
 //! The tier sections are documented in [`crate::tier::settings`].
 //!
+//! Every section defaults the keys it leaves out (`[chunking]` with only `max` keeps the
+//! default `min` and `avg`), and a key no section knows (a misspelling) is refused
+//! rather than ignored. [`Settings::validate`] then checks the values, naming the key.
+//!
 //! Environment overrides (applied after the file): `STRATA_DATA_DIR`,
 //! `STRATA_CACHE_BYTES`, `STRATA_META_USE`, `STRATA_META_URL` (the URL of the
-//! connection `[meta] use` names).
+//! connection `[meta] use` names). An override set to the empty string is refused:
+//! `STRATA_DATA_DIR=` is more likely a script's unset variable than a wish to store
+//! data in the current directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::ChunkerParams;
@@ -33,7 +39,9 @@ pub struct Settings {
     /// Directory of the RocksDB database holding the hot tier and embedded metadata.
     /// Default `./strata-data`.
     pub data_dir: PathBuf,
-    /// Content-defined chunking parameters for new blobs.
+    /// Content-defined chunking parameters for new blobs: `min` (default 16 KiB), `avg`
+    /// (64 KiB) and `max` (256 KiB) bytes, each defaulting on its own.
+    #[serde(deserialize_with = "chunking_section")]
     pub chunking: ChunkerParams,
     /// In-memory cache.
     pub cache: CacheSettings,
@@ -68,6 +76,61 @@ impl Default for Settings {
             durability: DurabilitySettings::default(),
         }
     }
+}
+
+/// The `[chunking]` section as written. `ChunkerParams` is also the stored form of a
+/// manifest's parameters, where every field must be present; in a settings file each
+/// key defaults on its own and an unknown one is an error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ChunkingSection {
+    min: u32,
+    avg: u32,
+    max: u32,
+}
+
+impl Default for ChunkingSection {
+    fn default() -> Self {
+        let d = ChunkerParams::default();
+        ChunkingSection {
+            min: d.min,
+            avg: d.avg,
+            max: d.max,
+        }
+    }
+}
+
+fn chunking_section<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<ChunkerParams, D::Error> {
+    let s = ChunkingSection::deserialize(d)?;
+    Ok(ChunkerParams {
+        min: s.min,
+        avg: s.avg,
+        max: s.max,
+    })
+}
+
+/// Check `[chunking]` against FastCDC's bounds, naming the key at fault.
+fn validate_chunking(c: &ChunkerParams) -> Result<()> {
+    use fastcdc::v2020 as cdc;
+    for (key, value, lo, hi) in [
+        ("min", c.min, cdc::MINIMUM_MIN, cdc::MINIMUM_MAX),
+        ("avg", c.avg, cdc::AVERAGE_MIN, cdc::AVERAGE_MAX),
+        ("max", c.max, cdc::MAXIMUM_MIN, cdc::MAXIMUM_MAX),
+    ] {
+        if !(lo..=hi).contains(&value) {
+            return Err(Error::invalid(format!(
+                "chunking.{key} = {value}: expected {lo} to {hi}"
+            )));
+        }
+    }
+    for (a, av, b, bv) in [("min", c.min, "avg", c.avg), ("avg", c.avg, "max", c.max)] {
+        if av > bv {
+            return Err(Error::invalid(format!(
+                "chunking.{a} = {av} is larger than chunking.{b} = {bv}: need min <= avg <= max"
+            )));
+        }
+    }
+    c.validate()
 }
 
 /// Cache settings.
@@ -300,18 +363,24 @@ impl Settings {
 
     /// Apply `STRATA_*` overrides read through `get`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
-        if let Some(v) = get("STRATA_DATA_DIR") {
+        let get = |key: &str| match get(key) {
+            Some(v) if v.is_empty() => Err(Error::invalid(format!(
+                "{key} is empty: unset it or give it a value"
+            ))),
+            v => Ok(v),
+        };
+        if let Some(v) = get("STRATA_DATA_DIR")? {
             self.data_dir = PathBuf::from(v);
         }
-        if let Some(v) = get("STRATA_CACHE_BYTES") {
+        if let Some(v) = get("STRATA_CACHE_BYTES")? {
             self.cache.bytes = v
                 .parse()
                 .map_err(|_| Error::invalid(format!("STRATA_CACHE_BYTES={v:?} is not a number")))?;
         }
-        if let Some(v) = get("STRATA_META_USE") {
+        if let Some(v) = get("STRATA_META_USE")? {
             self.meta.use_ = v;
         }
-        if let Some(url) = get("STRATA_META_URL") {
+        if let Some(url) = get("STRATA_META_URL")? {
             if self.meta.use_ == "embedded" {
                 // A URL alone selects PostgreSQL under the conventional name "pg".
                 self.meta.use_ = "pg".into();
@@ -341,7 +410,10 @@ impl Settings {
 
     /// Check cross-field consistency.
     pub fn validate(&self) -> Result<()> {
-        self.chunking.validate()?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Error::invalid("data_dir is empty"));
+        }
+        validate_chunking(&self.chunking)?;
         if !["none", "lz4", "zstd"].contains(&self.hot.blob_compression.as_str()) {
             return Err(Error::invalid(format!(
                 "hot.blob_compression = {:?}: expected none, lz4 or zstd",

@@ -45,7 +45,7 @@ fn settings(dir: &Path) -> Settings {
     s.cache.bytes = 0;
     s.tiers.warm.pack_bytes = 256 * 1024;
     s.tiers.cold.pack_bytes = 256 * 1024;
-    s.tiers.restore_poll_ms = 20;
+    s.tiers.restore_poll_ms = strata::tier::settings::MIN_RESTORE_POLL_MS;
     s
 }
 

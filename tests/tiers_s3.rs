@@ -51,7 +51,7 @@ fn s3_settings(dir: &Path, endpoint: &str, bucket: &str) -> Settings {
         t.use_ = "s3".into();
         t.pack_bytes = 256 * 1024;
     }
-    s.tiers.restore_poll_ms = 50;
+    s.tiers.restore_poll_ms = strata::tier::settings::MIN_RESTORE_POLL_MS;
     s
 }
 

@@ -172,7 +172,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(dir) = cli.data_dir {
         settings.data_dir = dir;
     }
-    commands::run(settings, cli.command).await
+    let (dir, hot) = (settings.data_dir.clone(), settings.hot.clone());
+    commands::run(settings, cli.command)
+        .await
+        .map_err(|e| crate::rocks::name_full_disk(e, &dir, &hot))
 }
 
 /// Parse `START..END`, `START..` or `..END` against a blob of `size` bytes.

@@ -4,7 +4,7 @@
 //! [tiers]
 //! promote = true                # copy chunks read from warm/cold into hot
 //! restore_days = 7              # days a restored archive copy stays readable
-//! restore_poll_ms = 30000       # pause between checks while waiting for a restore
+//! restore_poll_ms = 30000       # pause between checks while waiting for a restore (>= 100)
 //! restore_wait_secs = 0         # how long `get` waits for a restore by default
 //! coalesce_gap_bytes = 1048576  # ranged reads of one pack merge across gaps up to this
 //! max_read_bytes = 67108864     # ... but never grow beyond this
@@ -37,6 +37,12 @@ use crate::settings::Connection;
 /// Default target size of a pack: 32 MiB (~32 PUTs per GiB moved).
 pub const DEFAULT_PACK_BYTES: usize = 32 << 20;
 
+/// Smallest accepted `tiers.restore_poll_ms`. Each check of a wait asks the metadata
+/// and the object store (a HEAD per archived pack) about every pending restore; at 0 a
+/// 4 s wait spent 2 s of CPU polling. A restore takes minutes to hours, so checking
+/// ten times a second is already more often than it can help.
+pub const MIN_RESTORE_POLL_MS: u64 = 100;
+
 /// The `[tiers]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -50,7 +56,8 @@ pub struct TiersSettings {
     pub promote: bool,
     /// Days a restored archive copy stays readable. Default 7.
     pub restore_days: u32,
-    /// Milliseconds between checks while a read waits for a restore. Default 30000.
+    /// Milliseconds between checks while a read waits for a restore. Default 30000;
+    /// at least [`MIN_RESTORE_POLL_MS`] (100).
     pub restore_poll_ms: u64,
     /// Seconds `get` waits for a restore before failing with `RestorePending` when the
     /// caller does not say. Default 0: fail at once (the restore was still requested).
@@ -165,6 +172,12 @@ impl TiersSettings {
         if self.restore_days == 0 {
             return Err(Error::invalid("tiers.restore_days must be at least 1"));
         }
+        if self.restore_poll_ms < MIN_RESTORE_POLL_MS {
+            return Err(Error::invalid(format!(
+                "tiers.restore_poll_ms = {}: expected at least {MIN_RESTORE_POLL_MS}",
+                self.restore_poll_ms
+            )));
+        }
         Ok(())
     }
 }
@@ -234,6 +247,8 @@ mod tests {
             "[tiers.warm]\nstorage_class = \"GLACIER\"",
             "[tiers.cold]\npack_bytes = 10",
             "[tiers]\nrestore_days = 0",
+            "[tiers]\nrestore_poll_ms = 0",
+            "[tiers]\nrestore_poll_ms = 99",
         ] {
             let s = Settings::from_toml(text).unwrap();
             assert_eq!(
