@@ -171,9 +171,7 @@ impl From<std::io::Error> for Error {
         let kind = match e.kind() {
             K::NotFound => ErrorKind::NotFound,
             K::PermissionDenied => return Error::invalid("permission denied").with_source(e),
-            K::ReadOnlyFilesystem => {
-                return Error::invalid("read-only filesystem").with_source(e)
-            }
+            K::ReadOnlyFilesystem => return Error::invalid("read-only filesystem").with_source(e),
             K::StorageFull | K::QuotaExceeded => return Error::disk_full(e),
             K::InvalidInput | K::InvalidData | K::UnexpectedEof => ErrorKind::InvalidInput,
             K::TimedOut
@@ -254,7 +252,10 @@ mod tests {
         ] {
             let e = Error::from(e).context_prefix("writing out");
             assert_eq!(e.kind(), ErrorKind::Unavailable);
-            assert_eq!(e.context(), "writing out: disk full: no space left on device");
+            assert_eq!(
+                e.context(),
+                "writing out: disk full: no space left on device"
+            );
         }
         let e: Error = std::io::Error::from_raw_os_error(libc::EROFS).into();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);

@@ -144,7 +144,11 @@ fn probe_data_dir(dir: &Path) -> Result<bool> {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => false,
             Err(e) => return Err(data_dir_error(dir, "cannot write data directory", e)),
         };
-    let created = if direct { Ok(()) } else { create(false).map(drop) };
+    let created = if direct {
+        Ok(())
+    } else {
+        create(false).map(drop)
+    };
     let _ = std::fs::remove_file(&probe);
     created.map_err(|e| data_dir_error(dir, "cannot write data directory", e))?;
     Ok(direct)
@@ -197,10 +201,11 @@ pub fn name_full_disk(err: Error, dir: &Path, hot: &HotSettings) -> Error {
     if free >= needed && !no_inodes {
         return err;
     }
-    err.with_kind(ErrorKind::Unavailable).context_prefix(format!(
-        "disk full: no space left on device for data directory {} ({free} bytes free)",
-        dir.display()
-    ))
+    err.with_kind(ErrorKind::Unavailable)
+        .context_prefix(format!(
+            "disk full: no space left on device for data directory {} ({free} bytes free)",
+            dir.display()
+        ))
 }
 
 /// Whether a RocksDB `IOError` is among the causes of `err`.

@@ -115,7 +115,10 @@ fn a_data_directory_this_user_cannot_write_is_invalid_input_naming_it() {
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("strata: invalid input: cannot"), "{err}");
-        assert!(err.contains(&format!("data directory {}", dir.display())), "{err}");
+        assert!(
+            err.contains(&format!("data directory {}", dir.display())),
+            "{err}"
+        );
         assert!(err.contains("permission denied"), "{err}");
         assert!(!err.contains("O_DIRECT"), "a bogus O_DIRECT warning: {err}");
         assert!(!err.contains("internal"), "{err}");
@@ -199,7 +202,10 @@ fn a_chunking_section_with_only_max_works_and_a_misspelled_key_is_named() {
     let out = strata(&["--config", cfg.to_str().expect("utf-8"), "ls"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("strata: invalid input: settings file"), "{err}");
+    assert!(
+        err.contains("strata: invalid input: settings file"),
+        "{err}"
+    );
     assert!(err.contains("unknown field `minn`"), "{err}");
 }
 

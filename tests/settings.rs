@@ -16,9 +16,15 @@ fn rejected(toml: &str) -> strata::Error {
 fn a_chunking_section_with_one_key_defaults_the_others() {
     let s = Settings::from_toml("[chunking]\nmax = 524288").expect("max alone parses");
     s.validate().expect("valid");
-    assert_eq!((s.chunking.min, s.chunking.avg, s.chunking.max), (16384, 65536, 524288));
+    assert_eq!(
+        (s.chunking.min, s.chunking.avg, s.chunking.max),
+        (16384, 65536, 524288)
+    );
     let s = Settings::from_toml("[chunking]\nmin = 4096").expect("min alone parses");
-    assert_eq!((s.chunking.min, s.chunking.avg, s.chunking.max), (4096, 65536, 262144));
+    assert_eq!(
+        (s.chunking.min, s.chunking.avg, s.chunking.max),
+        (4096, 65536, 262144)
+    );
     let s = Settings::from_toml("[chunking]").expect("empty section parses");
     assert_eq!(s.chunking, Settings::default().chunking);
 }
@@ -138,7 +144,10 @@ fn empty_environment_overrides_are_refused() {
             .apply_env(|k| (k == key).then(String::new))
             .expect_err(key);
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{key}");
-        assert!(err.to_string().contains(&format!("{key} is empty")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("{key} is empty")),
+            "{err}"
+        );
     }
     let s = Settings {
         data_dir: "".into(),
