@@ -234,6 +234,13 @@ impl Store {
 }
 
 fn check_range(rec: &BlobRecord, range: &Range<u64>) -> Result<()> {
+    // First, so that a start past the end is named as such and not as a reversed range.
+    if range.start > rec.size {
+        return Err(Error::invalid(format!(
+            "range {}..{} starts past the end of blob {} ({} bytes)",
+            range.start, range.end, rec.id, rec.size
+        )));
+    }
     if range.start > range.end {
         return Err(Error::invalid(format!(
             "range {}..{} is reversed",
