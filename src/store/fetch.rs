@@ -115,9 +115,11 @@ impl Store {
                     }
                 }
             }
-            if let Some(first) = marks.first() {
-                // One line per failed read, not per chunk: a lost pack would otherwise
-                // log a line for each of its hundreds of chunks.
+            // One line per failed read, not per chunk: a lost pack logged a line for
+            // each of its hundreds of chunks. A read of one chunk returns its error to
+            // its caller (a `get` reading chunk by chunk, 8 at a time, logged 8 lines
+            // besides the error it printed), so it logs at debug level only, above.
+            if let Some(first) = marks.first().filter(|_| wants.len() > 1) {
                 let packs: BTreeSet<&str> =
                     marks.iter().map(|m| m.location.pack.as_str()).collect();
                 let corrupt = marks.iter().filter(|m| m.health == Health::Corrupt).count();

@@ -258,3 +258,28 @@ fn check_range(rec: &BlobRecord, range: &Range<u64>) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ChunkerParams;
+
+    #[test]
+    fn a_start_past_the_end_is_named_as_such() {
+        let rec = BlobRecord {
+            id: BlobId::of(b"x"),
+            size: 5_000_000,
+            chunk_count: 1,
+            params: ChunkerParams::default(),
+            created_ms: 0,
+        };
+        let e = check_range(&rec, &(6_000_000..5_000_000)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("starts past the end"), "{e}");
+        let e = check_range(&rec, &(9..3)).unwrap_err();
+        assert!(e.to_string().contains("reversed"), "{e}");
+        let e = check_range(&rec, &(3..5_000_001)).unwrap_err();
+        assert!(e.to_string().contains("reaches past the end"), "{e}");
+        assert!(check_range(&rec, &(5_000_000..5_000_000)).is_ok());
+    }
+}
