@@ -265,6 +265,7 @@ mod tests {
     use crate::model::ChunkerParams;
 
     #[test]
+    #[allow(clippy::reversed_empty_ranges)]
     fn a_start_past_the_end_is_named_as_such() {
         let rec = BlobRecord {
             id: BlobId::of(b"x"),
