@@ -140,7 +140,7 @@ fn errors_have_clear_messages_and_exit_codes() {
     let data_dir = tmp.path().join("data");
 
     let bad = strata(&data_dir, &["get", "not-a-hash"]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2));
     assert!(
         stderr(&bad).contains("malformed blob id"),
         "{}",
@@ -189,7 +189,7 @@ fn errors_have_clear_messages_and_exit_codes() {
         stderr(&range)
     );
     let range = strata(&data_dir, &["get", &id, "--range", "x"]);
-    assert_eq!(range.status.code(), Some(1));
+    assert_eq!(range.status.code(), Some(2));
 
     let usage = strata(&data_dir, &["frobnicate"]);
     assert_eq!(usage.status.code(), Some(2));
@@ -231,4 +231,246 @@ fn verify_exits_1_on_corruption() {
     let get = strata(&data_dir, &["get", &id]);
     assert_eq!(get.status.code(), Some(1));
     assert!(stderr(&get).contains("corrupt"), "{}", stderr(&get));
+}
+
+/// Argument errors the command line can see without the store exit 2, like every
+/// other usage error, and are found before the store is opened (or created).
+#[test]
+fn malformed_ids_and_ranges_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("never-created");
+    let id = "0".repeat(64);
+    let cases: [&[&str]; 9] = [
+        &["get", "not-a-hash"],
+        &["get", &id, "--range", "a..b"],
+        &["get", &id, "--range", "9..3"],
+        &["get", &id, "--range", "12"],
+        &["stat", "abc"],
+        &["rm", "abc"],
+        &["verify", "abc"],
+        &["tier", "move", "abc", "--to", "warm"],
+        &["stat", &"g".repeat(64)],
+    ];
+    for args in cases {
+        let out = strata(&data_dir, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+    let reversed = strata(&data_dir, &["get", &id, "--range", "9..3"]);
+    assert!(
+        stderr(&reversed).contains("reversed"),
+        "{}",
+        stderr(&reversed)
+    );
+    let bad = strata(&data_dir, &["get", "not-a-hash"]);
+    assert!(
+        stderr(&bad).contains("malformed blob id"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(!data_dir.exists(), "the store was opened for a usage error");
+}
+
+/// A range that starts past the end of the blob says so (it used to be called
+/// "reversed": `6000000..` became `6000000..5000000`).
+#[test]
+fn range_starting_past_the_end_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let file = tmp.path().join("f");
+    std::fs::write(&file, random_bytes(5_000_000, 21)).unwrap();
+    let put = strata(&data_dir, &["put", file.to_str().unwrap()]);
+    assert!(put.status.success(), "{}", stderr(&put));
+    let id = stdout(&put).trim().to_string();
+    let get = strata(&data_dir, &["get", &id, "--range", "6000000.."]);
+    assert_eq!(get.status.code(), Some(1), "{}", stderr(&get));
+    let err = stderr(&get);
+    assert!(
+        err.contains("range 6000000.. starts past the end of the blob (5000000 bytes)"),
+        "{err}"
+    );
+    assert!(!err.contains("reversed"), "{err}");
+    let get = strata(&data_dir, &["get", &id, "--range", "5000000.."]);
+    assert!(
+        get.status.success() && get.stdout.is_empty(),
+        "{}",
+        stderr(&get)
+    );
+}
+
+/// A wait too long for the clock (`--wait` of u64::MAX seconds, or the largest
+/// `restore_wait_secs` TOML can hold) returns at once for a hot blob instead of
+/// panicking on the overflow of `Instant + Duration`.
+#[test]
+fn huge_waits_do_not_overflow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let file = tmp.path().join("f");
+    let data = random_bytes(100_000, 22);
+    std::fs::write(&file, &data).unwrap();
+    let put = strata(&data_dir, &["put", file.to_str().unwrap()]);
+    let id = stdout(&put).trim().to_string();
+    let get = strata(&data_dir, &["get", &id, "--wait", "18446744073709551615"]);
+    assert!(get.status.success(), "{}", stderr(&get));
+    assert!(get.stdout == data[..]);
+
+    let config = tmp.path().join("strata.toml");
+    std::fs::write(
+        &config,
+        "[tiers]\nrestore_wait_secs = 9223372036854775807\n",
+    )
+    .unwrap();
+    let get = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["get", &id])
+        .env_remove("STRATA_META_URL")
+        .env_remove("STRATA_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(get.status.success(), "{}", stderr(&get));
+    assert!(get.stdout == data[..]);
+}
+
+/// Log lines written to a pipe or a file carry no terminal colour codes.
+#[test]
+fn logs_have_no_colour_codes_off_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let file = tmp.path().join("f");
+    std::fs::write(&file, random_bytes(300_000, 23)).unwrap();
+    let put = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["put", file.to_str().unwrap()])
+        .env("STRATA_LOG", "debug")
+        .env_remove("STRATA_CONFIG")
+        .env_remove("STRATA_META_URL")
+        .env_remove("STRATA_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(put.status.success(), "{}", stderr(&put));
+    let err = stderr(&put);
+    assert!(
+        err.contains("DEBUG") || err.contains("INFO"),
+        "no log lines: {err}"
+    );
+    assert!(!err.contains('\x1b'), "{err:?}");
+}
+
+fn strata_with(config: &Path, data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("STRATA_META_URL")
+        .env_remove("STRATA_DATA_DIR")
+        .env_remove("STRATA_LOG")
+        .output()
+        .expect("run strata")
+}
+
+/// `get --wait` returns once the restore has completed, not when the wait (or the
+/// 30 s pause between checks) is over: a 1 s restore, a 60 s wait.
+#[test]
+fn get_wait_returns_when_the_restore_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let config = tmp.path().join("strata.toml");
+    std::fs::write(
+        &config,
+        "[tiers]\nrestore_poll_ms = 30000\n[tiers.cold]\nrestore_delay_ms = 1000\n",
+    )
+    .unwrap();
+    let file = tmp.path().join("f");
+    let data = random_bytes(400_000, 24);
+    std::fs::write(&file, &data).unwrap();
+    let put = strata_with(&config, &data_dir, &["put", file.to_str().unwrap()]);
+    assert!(put.status.success(), "{}", stderr(&put));
+    let id = stdout(&put).trim().to_string();
+    let mv = strata_with(&config, &data_dir, &["tier", "move", &id, "--to", "cold"]);
+    assert!(mv.status.success(), "{}", stderr(&mv));
+
+    let t = std::time::Instant::now();
+    let get = strata_with(&config, &data_dir, &["get", &id, "--wait", "60"]);
+    let elapsed = t.elapsed();
+    assert!(get.status.success(), "{}", stderr(&get));
+    assert!(get.stdout == data[..]);
+    assert!(elapsed.as_secs() < 25, "the wait took {elapsed:?}");
+}
+
+/// A read that fails for many chunks (a lost warm pack) logs at most one ERROR line for
+/// the read, with a count, not one line per chunk: both when the read fetches the
+/// chunks ahead in one batch (the hot tier's filter knows they are not there) and when
+/// it reads them one by one (deleted hot copies still "may exist" to the filter until a
+/// compaction drops their tombstones).
+#[test]
+fn a_lost_pack_logs_one_error_line_per_read() {
+    for compacted in [true, false] {
+        lost_pack_errors(compacted);
+    }
+}
+
+fn lost_pack_errors(compacted: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let config = tmp.path().join("strata.toml");
+    std::fs::write(&config, "[gc]\ngrace_secs = 0\n").unwrap();
+    let run = |args: &[&str]| strata_with(&config, &data_dir, args);
+    let file = tmp.path().join("f");
+    std::fs::write(&file, random_bytes(4_000_000, 25)).unwrap();
+    let id = stdout(&run(&["put", file.to_str().unwrap()]))
+        .trim()
+        .to_string();
+    let mv = run(&["tier", "move", &id, "--to", "warm"]);
+    assert!(mv.status.success(), "{}", stderr(&mv));
+    if compacted {
+        // A gc that removes something compacts the hot tier.
+        let other = tmp.path().join("g");
+        std::fs::write(&other, random_bytes(100_000, 26)).unwrap();
+        let other = stdout(&run(&["put", other.to_str().unwrap()]))
+            .trim()
+            .to_string();
+        assert!(run(&["rm", &other]).status.success());
+        let gc = run(&["gc"]);
+        assert!(gc.status.success(), "{}", stderr(&gc));
+    }
+    let stat = run(&["stat", &id, "--json"]);
+    let stat: serde_json::Value = serde_json::from_slice(&stat.stdout).unwrap();
+    let chunks = stat["chunks"].as_u64().unwrap();
+    assert!(chunks >= 30, "{chunks} chunks");
+    assert_eq!(stat["tiers"]["hot"], 0);
+
+    let mut removed = 0;
+    let mut dirs = vec![data_dir.join("tiers").join("warm")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                std::fs::remove_file(&p).unwrap();
+                removed += 1;
+            }
+        }
+    }
+    assert!(removed > 0);
+    let get = run(&["get", &id]);
+    assert_eq!(get.status.code(), Some(1), "{}", stderr(&get));
+    let errors = stderr(&get).lines().filter(|l| l.contains("ERROR")).count();
+    assert!(
+        errors <= 1,
+        "compacted {compacted}: {errors} ERROR lines for {chunks} chunks:\n{}",
+        stderr(&get)
+    );
+    if compacted {
+        assert!(
+            stderr(&get).contains(&format!("bad pack copies of {chunks} chunk(s)")),
+            "{}",
+            stderr(&get)
+        );
+    }
 }

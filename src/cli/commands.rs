@@ -1,6 +1,6 @@
 //! The work behind each subcommand.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,7 +9,9 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::AsyncWriteExt;
 
-use super::{parse_range, Command, MetaCommand, TierCommand};
+use super::outfile::OutFile;
+use super::output::{stdout_closed, stdout_result};
+use super::{Command, MetaCommand, RangeArg, TierCommand, EXIT_STORED_UNREPORTED};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::settings::Settings;
@@ -39,81 +41,82 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
             output,
             range,
             wait,
-        } => get(store, &parse_id(&id)?, output, range, wait).await,
+        } => get(store, &id, output, range, wait).await,
         Command::Tier {
             command: TierCommand::Move { id, to, json },
         } => {
             let report = store
-                .move_blob(&parse_id(&id)?, crate::model::Tier::parse(&to)?)
+                .move_blob(&id, crate::model::Tier::parse(&to)?)
                 .await?;
             if json {
                 print_json(&report)?;
             } else {
-                println!(
+                say!(
                     "moved {} chunks to {to}: {} copies written ({} bytes, {} packs), {} old copies removed",
                     report.chunks, report.written, report.bytes_written, report.packs_written, report.copies_removed
-                );
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Stat { id, json } => {
-            let stat = store.stat(&parse_id(&id)?).await?;
+            let stat = store.stat(&id).await?;
             if json {
                 print_json(&stat)?;
             } else {
                 let t = &stat.tiers;
-                println!("id:      {}", stat.id);
-                println!("size:    {} bytes", stat.size);
-                println!(
+                say!("id:      {}", stat.id)?;
+                say!("size:    {} bytes", stat.size)?;
+                say!(
                     "chunks:  {} ({} distinct)",
-                    stat.chunks, stat.distinct_chunks
-                );
-                println!(
+                    stat.chunks,
+                    stat.distinct_chunks
+                )?;
+                say!(
                     "tiers:   hot {} B, warm {} B, cold {} B",
-                    t.hot, t.warm, t.cold
-                );
+                    t.hot,
+                    t.warm,
+                    t.cold
+                )?;
                 if stat.pending_restores > 0 {
-                    println!(
+                    say!(
                         "restore: {} cold pack(s) being restored",
                         stat.pending_restores
-                    );
+                    )?;
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls { json } => {
-            let mut out = std::io::stdout().lock();
             for b in store.list().await? {
                 if json {
-                    writeln!(out, "{}", serde_json::to_string(&b).map_err(json_err)?)?;
+                    say!("{}", serde_json::to_string(&b).map_err(json_err)?)?;
                 } else {
-                    writeln!(out, "{}  {:>14}  {:>8} chunks", b.id, b.size, b.chunk_count)?;
+                    say!("{}  {:>14}  {:>8} chunks", b.id, b.size, b.chunk_count)?;
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Rm { id } => {
-            store.delete(&parse_id(&id)?).await?;
+            store.delete(&id).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { id, json } => {
-            let id = id.as_deref().map(parse_id).transpose()?;
             let report = store.verify(id.as_ref()).await?;
             if json {
                 print_json(&report)?;
             } else {
-                println!(
+                say!(
                     "checked {} chunks ({} bytes): {} corrupt, {} missing",
                     report.chunks_checked,
                     report.bytes_checked,
                     report.corrupt.len(),
                     report.missing.len()
-                );
+                )?;
                 for c in &report.corrupt {
-                    println!("corrupt chunk {c}");
+                    say!("corrupt chunk {c}")?;
                 }
                 for c in &report.missing {
-                    println!("missing chunk {c}");
+                    say!("missing chunk {c}")?;
                 }
             }
             Ok(if report.is_clean() {
@@ -124,18 +127,15 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
         }
         Command::Gc => {
             let report = store.gc().await?;
-            println!(
+            say!(
                 "removed {} unreferenced chunks ({} of them left by puts that never committed)",
-                report.chunks_removed, report.orphans_removed
-            );
+                report.chunks_removed,
+                report.orphans_removed
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Meta { .. } => Err(Error::internal("meta commands are handled before opening")),
     }
-}
-
-fn parse_id(s: &str) -> Result<BlobId> {
-    s.trim().parse()
 }
 
 fn json_err(e: serde_json::Error) -> Error {
@@ -143,8 +143,7 @@ fn json_err(e: serde_json::Error) -> Error {
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v).map_err(json_err)?);
-    Ok(())
+    say!("{}", serde_json::to_string_pretty(v).map_err(json_err)?)
 }
 
 /// The blocks of `file`, read on a blocking thread straight into their own buffers:
@@ -221,10 +220,10 @@ async fn put(store: &Store, file: &Path, json: bool) -> Result<ExitCode> {
         receipt
     };
     let receipt = receipt?;
-    if json {
-        print_json(&receipt)?;
+    let printed = if json {
+        print_json(&receipt)
     } else {
-        eprintln!(
+        note!(
             "stored {} bytes in {} chunks ({} new, {} bytes new, {} bytes reused)",
             receipt.size,
             receipt.chunks,
@@ -232,67 +231,74 @@ async fn put(store: &Store, file: &Path, json: bool) -> Result<ExitCode> {
             receipt.new_bytes,
             receipt.reused_bytes
         );
-        println!("{}", receipt.id);
-    }
-    Ok(ExitCode::SUCCESS)
+        say!("{}", receipt.id)
+    };
+    // The blob is committed: a script must learn its id even when standard output
+    // failed, so it goes to standard error with a status of its own.
+    let why = match printed {
+        Ok(()) if !stdout_closed() => return Ok(ExitCode::SUCCESS),
+        Ok(()) => "standard output was closed".to_string(),
+        Err(e) => e.to_string(),
+    };
+    note!(
+        "strata: stored {} but could not write its id to standard output ({why})",
+        receipt.id
+    );
+    Ok(ExitCode::from(EXIT_STORED_UNREPORTED))
 }
 
 async fn get(
     store: &Store,
     id: &BlobId,
     output: Option<PathBuf>,
-    range: Option<String>,
+    range: Option<RangeArg>,
     wait: Option<u64>,
 ) -> Result<ExitCode> {
     let size = store.head(id).await?.size;
     let range = match range {
-        Some(r) => parse_range(&r, size)?,
+        Some(r) => r.resolve(size)?,
         None => 0..size,
     };
     // Archived chunks are restored (all packs at once) before a byte is written.
-    if range.start <= range.end && range.end <= size {
-        let wait = wait.unwrap_or(store.settings().tiers.restore_wait_secs);
-        store
-            .wait_readable(id, range.clone(), std::time::Duration::from_secs(wait))
-            .await?;
-    }
+    let wait = wait.unwrap_or(store.settings().tiers.restore_wait_secs);
+    store
+        .wait_readable(id, range.clone(), std::time::Duration::from_secs(wait))
+        .await?;
     let mut stream = store.get_stream(id, range.clone()).await?;
     let bar = progress(Some(range.end - range.start), "get");
-    match output {
+    match output.filter(|p| p.as_os_str() != "-") {
         None => {
             let mut out = tokio::io::stdout();
             while let Some(piece) = stream.next().await {
                 let piece = piece?;
-                out.write_all(&piece).await?;
+                stdout_result(out.write_all(&piece).await)?;
+                if stdout_closed() {
+                    break; // the reader has all it wants
+                }
                 bar.inc(piece.len() as u64);
             }
-            out.flush().await?;
+            stdout_result(out.flush().await)?;
         }
         Some(path) => {
-            // Write beside the target and rename, so a failed read leaves no partial file.
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let name = path
-                .file_name()
-                .ok_or_else(|| Error::invalid(format!("{} is not a file path", path.display())))?;
-            let tmp = dir.join(format!(".{}.strata-partial", name.to_string_lossy()));
             let written = async {
-                let mut f = tokio::fs::File::create(&tmp).await?;
+                let mut out = OutFile::open(&path).await?;
                 while let Some(piece) = stream.next().await {
-                    let piece = piece?;
-                    f.write_all(&piece).await?;
+                    let piece = match piece {
+                        Ok(p) => p,
+                        Err(e) => {
+                            out.abandon().await;
+                            return Err(e);
+                        }
+                    };
+                    if let Err(e) = out.write(&piece).await {
+                        out.abandon().await;
+                        return Err(e);
+                    }
                     bar.inc(piece.len() as u64);
                 }
-                f.sync_all().await?;
-                tokio::fs::rename(&tmp, &path).await?;
-                Ok::<(), Error>(())
+                out.commit().await
             }
             .await;
-            if written.is_err() {
-                let _ = tokio::fs::remove_file(&tmp).await;
-            }
             written.map_err(|e| e.context_prefix(format!("writing {}", path.display())))?;
         }
     }
@@ -304,9 +310,7 @@ async fn meta(settings: &Settings, command: &MetaCommand) -> Result<ExitCode> {
     let Some(pg) = settings.meta_postgres() else {
         return match command {
             MetaCommand::Migrate => {
-                println!(
-                    "embedded metadata: the schema is created and checked when the store opens"
-                );
+                say!("embedded metadata: the schema is created and checked when the store opens")?;
                 Ok(ExitCode::SUCCESS)
             }
             MetaCommand::Check => {
@@ -322,7 +326,7 @@ async fn meta(settings: &Settings, command: &MetaCommand) -> Result<ExitCode> {
     match command {
         MetaCommand::Migrate => {
             let version = meta.migrate().await?;
-            println!("schema version {version}");
+            say!("schema version {version}")?;
         }
         MetaCommand::Check => {
             use crate::meta::MetaStore;

@@ -1,15 +1,50 @@
-//! The `strata` command line. Exit status: 0 success, 1 error, 2 usage error,
-//! 75 (EX_TEMPFAIL) when data is being restored from an archive class.
+//! The `strata` command line.
+//!
+//! Exit status:
+//!
+//! - 0: success. Also when standard output's reader went away before everything was
+//!   printed (`strata ls | head -1`): the work was done, and a closed pipe is a normal
+//!   end of output. `verify` still exits 1 if it found damage.
+//! - 1: an error, named on standard error (`strata: not found: ...`). Also when
+//!   standard output cannot be written for another reason (a full disk).
+//! - 2: a usage error, found before the store is opened: an unknown command or option,
+//!   a malformed blob id, a malformed or reversed `--range`.
+//! - 74 (EX_IOERR): `put` stored the blob but could not write its id (or receipt) to
+//!   standard output; standard error's last line is then `strata: stored ID ...`.
+//! - 75 (EX_TEMPFAIL): data is being restored from an archive class.
+
+/// `println!` that returns an error instead of panicking; see [`output`].
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::output::line(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that never panics; see [`output`].
+macro_rules! note {
+    ($($arg:tt)*) => {
+        $crate::cli::output::note(format_args!($($arg)*))
+    };
+}
 
 mod commands;
+mod outfile;
+mod output;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::id::BlobId;
 use crate::settings::Settings;
+
+/// Exit status of a `put` that stored the blob but could not print its id.
+pub const EXIT_STORED_UNREPORTED: u8 = 74;
+/// Exit status while data is being restored from an archive class.
+pub const EXIT_RESTORE_PENDING: u8 = 75;
 
 /// strata: a content-addressed, tiered blob store.
 #[derive(Debug, Parser)]
@@ -40,13 +75,16 @@ pub enum Command {
     /// Write a blob, or a byte range of it, to standard output or a file.
     Get {
         /// Blob id (64 hex digits).
-        id: String,
-        /// Output file (written atomically); standard output if absent.
+        #[arg(value_parser = parse_id)]
+        id: BlobId,
+        /// Output file, or `-` for standard output (the default). A regular file is
+        /// replaced atomically (its permissions kept); a device or FIFO is written to; a
+        /// symbolic link is followed.
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Half-open byte range `START..END` (either side may be omitted).
-        #[arg(long)]
-        range: Option<String>,
+        #[arg(long, value_parser = RangeArg::parse)]
+        range: Option<RangeArg>,
         /// Wait up to this many seconds for archived chunks to be restored (default:
         /// `tiers.restore_wait_secs`); exit status 75 if they are still being restored.
         #[arg(long, value_name = "SECONDS")]
@@ -55,7 +93,8 @@ pub enum Command {
     /// Show a blob's size, chunks and bytes per tier.
     Stat {
         /// Blob id.
-        id: String,
+        #[arg(value_parser = parse_id)]
+        id: BlobId,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -69,12 +108,14 @@ pub enum Command {
     /// Delete a blob (its chunks are reclaimed by `gc` after the grace period).
     Rm {
         /// Blob id.
-        id: String,
+        #[arg(value_parser = parse_id)]
+        id: BlobId,
     },
     /// Re-hash every chunk of a blob, or of the whole store; exit 1 if any is bad.
     Verify {
         /// Blob id; all chunks if absent.
-        id: Option<String>,
+        #[arg(value_parser = parse_id)]
+        id: Option<BlobId>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -102,7 +143,8 @@ pub enum TierCommand {
     /// copies). Exit status 75 if archived chunks must be restored first.
     Move {
         /// Blob id.
-        id: String,
+        #[arg(value_parser = parse_id)]
+        id: BlobId,
         /// Target tier: hot, warm or cold.
         #[arg(long, value_parser = ["hot", "warm", "cold"])]
         to: String,
@@ -137,14 +179,14 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("strata: cannot start the runtime: {e}");
+            note!("strata: cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("strata: {e}");
+            note!("strata: {e}");
             ExitCode::from(exit_code(e.kind()))
         }
     }
@@ -153,7 +195,7 @@ pub fn main() -> ExitCode {
 /// The exit status for an error of `kind`.
 pub fn exit_code(kind: ErrorKind) -> u8 {
     match kind {
-        ErrorKind::RestorePending => 75,
+        ErrorKind::RestorePending => EXIT_RESTORE_PENDING,
         _ => 1,
     }
 }
@@ -164,6 +206,8 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: in a log file or a pipe they are noise.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -178,25 +222,78 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         .map_err(|e| crate::rocks::name_full_disk(e, &dir, &hot))
 }
 
-/// Parse `START..END`, `START..` or `..END` against a blob of `size` bytes.
-pub fn parse_range(s: &str, size: u64) -> Result<std::ops::Range<u64>> {
-    let bad = || {
-        Error::invalid(format!(
-            "range {s:?}: expected START..END with byte offsets"
-        ))
-    };
-    let (a, b) = s.split_once("..").ok_or_else(bad)?;
-    let start = if a.is_empty() {
-        0
-    } else {
-        a.trim().parse().map_err(|_| bad())?
-    };
-    let end = if b.is_empty() {
-        size
-    } else {
-        b.trim().parse().map_err(|_| bad())?
-    };
-    Ok(start..end)
+/// A blob id from the command line (surrounding whitespace ignored).
+fn parse_id(s: &str) -> Result<BlobId> {
+    s.trim().parse()
+}
+
+/// A `--range` as given: `START..END`, `START..` or `..END`. Its syntax (and order, when
+/// both ends are given) is checked while the command line is parsed; its ends against
+/// the blob's size by [`RangeArg::resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeArg {
+    start: Option<u64>,
+    end: Option<u64>,
+}
+
+impl RangeArg {
+    /// Parse the syntax; a reversed range (`9..3`) is refused here.
+    pub fn parse(s: &str) -> Result<RangeArg> {
+        let bad = || {
+            Error::invalid(format!(
+                "range {s:?}: expected START..END with byte offsets"
+            ))
+        };
+        let (a, b) = s.split_once("..").ok_or_else(bad)?;
+        let end_of = |t: &str| -> Result<Option<u64>> {
+            let t = t.trim();
+            if t.is_empty() {
+                Ok(None)
+            } else {
+                t.parse().map(Some).map_err(|_| bad())
+            }
+        };
+        let (start, end) = (end_of(a)?, end_of(b)?);
+        if let (Some(a), Some(b)) = (start, end) {
+            if a > b {
+                return Err(Error::invalid(format!(
+                    "range {a}..{b} is reversed: START must not exceed END"
+                )));
+            }
+        }
+        Ok(RangeArg { start, end })
+    }
+
+    /// The byte range within a blob of `size` bytes; `InvalidInput` if it starts or
+    /// ends past the end of the blob.
+    pub fn resolve(&self, size: u64) -> Result<std::ops::Range<u64>> {
+        let start = self.start.unwrap_or(0);
+        if start > size {
+            return Err(Error::invalid(format!(
+                "range {self} starts past the end of the blob ({size} bytes)"
+            )));
+        }
+        let end = self.end.unwrap_or(size);
+        if end > size {
+            return Err(Error::invalid(format!(
+                "range {self} reaches past the end of the blob ({size} bytes)"
+            )));
+        }
+        Ok(start..end)
+    }
+}
+
+impl std::fmt::Display for RangeArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(a) = self.start {
+            write!(f, "{a}")?;
+        }
+        f.write_str("..")?;
+        if let Some(b) = self.end {
+            write!(f, "{b}")?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -205,10 +302,23 @@ mod tests {
 
     #[test]
     fn ranges_parse() {
-        assert_eq!(parse_range("3..9", 100).unwrap(), 3..9);
-        assert_eq!(parse_range("3..", 100).unwrap(), 3..100);
-        assert_eq!(parse_range("..9", 100).unwrap(), 0..9);
-        assert!(parse_range("3-9", 100).is_err());
-        assert!(parse_range("a..9", 100).is_err());
+        let r = |s: &str, size| RangeArg::parse(s).and_then(|r| r.resolve(size));
+        assert_eq!(r("3..9", 100).unwrap(), 3..9);
+        assert_eq!(r("3..", 100).unwrap(), 3..100);
+        assert_eq!(r("..9", 100).unwrap(), 0..9);
+        assert_eq!(r("100..", 100).unwrap(), 100..100);
+        assert!(RangeArg::parse("3-9").is_err());
+        assert!(RangeArg::parse("a..9").is_err());
+        let e = RangeArg::parse("9..3").unwrap_err();
+        assert!(e.to_string().contains("reversed"), "{e}");
+        let e = r("6000000..", 5_000_000).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(
+            e.to_string()
+                .contains("range 6000000.. starts past the end of the blob (5000000 bytes)"),
+            "{e}"
+        );
+        let e = r("2..99", 5).unwrap_err();
+        assert!(e.to_string().contains("reaches past the end"), "{e}");
     }
 }

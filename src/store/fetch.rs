@@ -99,7 +99,7 @@ impl Store {
                             _ => None,
                         };
                         if let Some(health) = health {
-                            tracing::error!(chunk = %read.chunk.short(), pack = %read.location.pack, ?health, error = %e, "bad pack copy");
+                            tracing::debug!(chunk = %read.chunk.short(), pack = %read.location.pack, ?health, error = %e, "bad pack copy");
                             let detail = e.to_string();
                             marks.push(VerifyRecord {
                                 location: read.location.clone(),
@@ -115,7 +115,23 @@ impl Store {
                     }
                 }
             }
-            if !marks.is_empty() {
+            // One line per failed read, not per chunk: a lost pack logged a line for
+            // each of its hundreds of chunks. A read of one chunk returns its error to
+            // its caller (a `get` reading chunk by chunk, 8 at a time, logged 8 lines
+            // besides the error it printed), so it logs at debug level only, above.
+            if let Some(first) = marks.first().filter(|_| wants.len() > 1) {
+                let packs: BTreeSet<&str> =
+                    marks.iter().map(|m| m.location.pack.as_str()).collect();
+                let corrupt = marks.iter().filter(|m| m.health == Health::Corrupt).count();
+                tracing::error!(
+                    corrupt,
+                    missing = marks.len() - corrupt,
+                    packs = packs.len(),
+                    first_pack = %first.location.pack,
+                    first_error = %first.detail,
+                    "bad pack copies of {} chunk(s) (STRATA_LOG=debug names each)",
+                    marks.len(),
+                );
                 if let Err(e) = self.inner.meta.record_verification(&marks).await {
                     tracing::warn!(error = %e, "could not record the health of pack copies");
                 }

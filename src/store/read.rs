@@ -234,6 +234,13 @@ impl Store {
 }
 
 fn check_range(rec: &BlobRecord, range: &Range<u64>) -> Result<()> {
+    // First, so that a start past the end is named as such and not as a reversed range.
+    if range.start > rec.size {
+        return Err(Error::invalid(format!(
+            "range {}..{} starts past the end of blob {} ({} bytes)",
+            range.start, range.end, rec.id, rec.size
+        )));
+    }
     if range.start > range.end {
         return Err(Error::invalid(format!(
             "range {}..{} is reversed",
@@ -250,4 +257,30 @@ fn check_range(rec: &BlobRecord, range: &Range<u64>) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ChunkerParams;
+
+    #[test]
+    #[allow(clippy::reversed_empty_ranges)]
+    fn a_start_past_the_end_is_named_as_such() {
+        let rec = BlobRecord {
+            id: BlobId::of(b"x"),
+            size: 5_000_000,
+            chunk_count: 1,
+            params: ChunkerParams::default(),
+            created_ms: 0,
+        };
+        let e = check_range(&rec, &(6_000_000..5_000_000)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("starts past the end"), "{e}");
+        let e = check_range(&rec, &(9..3)).unwrap_err();
+        assert!(e.to_string().contains("reversed"), "{e}");
+        let e = check_range(&rec, &(3..5_000_001)).unwrap_err();
+        assert!(e.to_string().contains("reaches past the end"), "{e}");
+        assert!(check_range(&rec, &(5_000_000..5_000_000)).is_ok());
+    }
 }

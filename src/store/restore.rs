@@ -16,6 +16,11 @@ use crate::model::{Health, Tier};
 use crate::object::RestoreStatus;
 
 const DAY_MS: u64 = 86_400_000;
+/// The first pause of a wait for restores. Pauses double from here up to
+/// `tiers.restore_poll_ms`, so a restore that completes at once (S3 servers without
+/// archive delays, a local tier with a short delay) ends the wait at once, while a
+/// restore of hours costs a handful of extra status checks per pack.
+const FIRST_POLL: Duration = Duration::from_millis(100);
 /// Chunks looked up at a time.
 const LOOKUP_BATCH: usize = 512;
 
@@ -60,23 +65,26 @@ impl Store {
 
     /// Make sure bytes `range` of the blob can be read without waiting for an archive
     /// restore: requests the restore of every archived pack involved at once (one request
-    /// per pack, shared by all processes), then checks every `tiers.restore_poll_ms`
-    /// until they are readable or `wait` has passed (`RestorePending` then).
+    /// per pack, shared by all processes), then checks after 0.1 s, doubling the pause
+    /// up to `tiers.restore_poll_ms`, until they are readable or `wait` has passed
+    /// (`RestorePending` then). A wait too long for the clock to represent
+    /// (`Duration::MAX`, `--wait 18446744073709551615`) has no end.
     pub async fn wait_readable(
         &self,
         id: &BlobId,
         range: Range<u64>,
         wait: Duration,
     ) -> Result<()> {
-        let deadline = Instant::now() + wait;
+        let deadline = deadline_after(wait);
         let poll = self.restore_poll();
+        let mut pause = FIRST_POLL.min(poll);
         loop {
             let pending = self.archived_packs(id, range.clone()).await?;
             if pending == 0 {
                 return Ok(());
             }
-            let now = Instant::now();
-            if now >= deadline {
+            let left = time_left(deadline);
+            if left.is_zero() {
                 return Err(Error::new(
                     ErrorKind::RestorePending,
                     format!(
@@ -85,7 +93,8 @@ impl Store {
                     ),
                 ));
             }
-            tokio::time::sleep(poll.min(deadline - now)).await;
+            tokio::time::sleep(pause.min(left)).await;
+            pause = pause.saturating_mul(2).min(poll);
         }
     }
 
@@ -102,22 +111,20 @@ impl Store {
         if range.end > size || range.start > range.end {
             return self.get_range(id, range).await; // its error
         }
-        let deadline = Instant::now() + wait;
+        let deadline = deadline_after(wait);
         loop {
-            self.wait_readable(
-                id,
-                range.clone(),
-                deadline.saturating_duration_since(Instant::now()),
-            )
-            .await?;
+            self.wait_readable(id, range.clone(), time_left(deadline))
+                .await?;
             // The read can still meet an archived copy: a hot copy recorded but lost
             // (the read marks it missing, and the next check counts it) or a restore
             // that expired in between.
             match self.get_range(id, range.clone()).await {
-                Err(e) if e.kind() == ErrorKind::RestorePending && Instant::now() < deadline => {
+                Err(e)
+                    if e.kind() == ErrorKind::RestorePending && !time_left(deadline).is_zero() =>
+                {
                     tracing::debug!(blob = %id.short(), error = %e, "archived copy met while reading; waiting again");
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    tokio::time::sleep(self.restore_poll().min(left)).await;
+                    let left = time_left(deadline);
+                    tokio::time::sleep(FIRST_POLL.min(self.restore_poll()).min(left)).await;
                 }
                 res => return res,
             }
@@ -214,5 +221,33 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// When a wait of `wait` from now ends; `None` for a wait longer than `Instant` can
+/// represent, which therefore never ends (adding it would overflow and panic).
+fn deadline_after(wait: Duration) -> Option<Instant> {
+    Instant::now().checked_add(wait)
+}
+
+/// What is left of a wait ending at `deadline` (see [`deadline_after`]).
+fn time_left(deadline: Option<Instant>) -> Duration {
+    deadline.map_or(Duration::MAX, |d| {
+        d.saturating_duration_since(Instant::now())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_past_the_clock_saturate() {
+        assert!(deadline_after(Duration::MAX).is_none());
+        assert!(deadline_after(Duration::from_secs(u64::MAX)).is_none());
+        assert_eq!(time_left(None), Duration::MAX);
+        let soon = deadline_after(Duration::from_secs(60));
+        assert!(time_left(soon) > Duration::from_secs(50));
+        assert!(time_left(deadline_after(Duration::ZERO)).is_zero());
     }
 }
