@@ -102,19 +102,7 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
             if json {
                 print_json(&report)?;
             } else {
-                println!(
-                    "checked {} chunks ({} bytes): {} corrupt, {} missing",
-                    report.chunks_checked,
-                    report.bytes_checked,
-                    report.corrupt.len(),
-                    report.missing.len()
-                );
-                for c in &report.corrupt {
-                    println!("corrupt chunk {c}");
-                }
-                for c in &report.missing {
-                    println!("missing chunk {c}");
-                }
+                print!("{report}");
             }
             Ok(if report.is_clean() {
                 ExitCode::SUCCESS
@@ -311,10 +299,12 @@ async fn meta(settings: &Settings, command: &MetaCommand) -> Result<ExitCode> {
             }
             MetaCommand::Check => {
                 let store = Store::open(settings.clone()).await?;
-                let stats = store.meta().stats().await;
+                let check = crate::meta::MetaCheck::run(store.meta().as_ref()).await;
                 store.close().await?;
-                print_json(&stats?)?;
-                Ok(ExitCode::SUCCESS)
+                let check = check?;
+                print_json(&check)?;
+                eprint!("{}", check.problems());
+                Ok(check.exit_code())
             }
         };
     };
@@ -325,8 +315,10 @@ async fn meta(settings: &Settings, command: &MetaCommand) -> Result<ExitCode> {
             println!("schema version {version}");
         }
         MetaCommand::Check => {
-            use crate::meta::MetaStore;
-            print_json(&meta.stats().await?)?;
+            let check = crate::meta::MetaCheck::run(&meta).await?;
+            print_json(&check)?;
+            eprint!("{}", check.problems());
+            return Ok(check.exit_code());
         }
     }
     Ok(ExitCode::SUCCESS)
