@@ -131,7 +131,11 @@ async fn meta_check_on_postgres_finds_a_reference_count_bumped_by_hand() {
     std::fs::write(&file, random_bytes(400_000, 6)).unwrap();
     let data_dir = tmp.path().join("one");
     let put = strata(&config, &data_dir, &["put", file.to_str().unwrap()]);
-    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
     let check = strata(&config, &data_dir, &["meta", "check"]);
     assert_eq!(check.status.code(), Some(0));
 
@@ -139,7 +143,7 @@ async fn meta_check_on_postgres_finds_a_reference_count_bumped_by_hand() {
     let row = client
         .query_one(
             "UPDATE chunks SET refcount = refcount + 1 \
-             WHERE id = (SELECT min(id) FROM chunks) RETURNING encode(id, 'hex')",
+             WHERE id = (SELECT id FROM chunks ORDER BY id LIMIT 1) RETURNING encode(id, 'hex')",
             &[],
         )
         .await
@@ -197,7 +201,11 @@ async fn postgres_errors_show_sqlstate_and_server_message_never_the_password() {
     // A version table changed by hand.
     let config = pg_config(tmp.path(), &url);
     let migrate = strata(&config, &data_dir, &["meta", "migrate"]);
-    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
     let client = sql_client(&url).await;
     client
         .batch_execute("ALTER TABLE strata_schema_version DROP COLUMN version")

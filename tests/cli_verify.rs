@@ -123,7 +123,12 @@ async fn damaged_and_removed_warm_packs_fail_verify() {
     flip(&packs[0], 1000);
     for args in [vec!["verify"], vec!["verify", id.as_str()]] {
         let out = strata(&data_dir, &args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
         let shown = text(&out.stdout);
         let line = shown
             .lines()
@@ -243,17 +248,28 @@ fn damaged_hot_blob_files_are_all_reported_and_verify_goes_on() {
     let shown = text(&out.stdout);
     for c in corrupt {
         let chunk = c["chunk"].as_str().unwrap();
-        assert!(shown.contains(&format!("corrupt copy of chunk {chunk} in hot")), "{shown}");
+        assert!(
+            shown.contains(&format!("corrupt copy of chunk {chunk} in hot")),
+            "{shown}"
+        );
     }
     for c in missing {
         let chunk = c["chunk"].as_str().unwrap();
-        assert!(shown.contains(&format!("missing copy of chunk {chunk} in hot")), "{shown}");
+        assert!(
+            shown.contains(&format!("missing copy of chunk {chunk} in hot")),
+            "{shown}"
+        );
     }
     // Each blob's own verify agrees.
     for id in &ids {
         let out = strata(&data_dir, &["verify", id]);
         let expected = if damaged_blobs.contains(id) { 1 } else { 0 };
-        assert_eq!(out.status.code(), Some(expected), "{id}: {}", text(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "{id}: {}",
+            text(&out.stdout)
+        );
     }
 }
 
@@ -302,9 +318,18 @@ fn damaged_manifest_sst_is_reported_as_damaged_blobs() {
     for id in &ids {
         let unreadable = !strata(&data_dir, &["get", id]).status.success();
         assert_eq!(damaged.contains(id), unreadable, "{id}: {v}");
-        assert_eq!(shown.contains(&format!("damaged blob {id}")), unreadable, "{shown}");
+        assert_eq!(
+            shown.contains(&format!("damaged blob {id}")),
+            unreadable,
+            "{shown}"
+        );
         let one = strata(&data_dir, &["verify", id]);
-        assert_eq!(one.status.code(), Some(i32::from(unreadable)), "{}", text(&one.stdout));
+        assert_eq!(
+            one.status.code(),
+            Some(i32::from(unreadable)),
+            "{}",
+            text(&one.stdout)
+        );
     }
 }
 

@@ -219,9 +219,7 @@ impl Store {
                     (Err(v), _) => v.clone(),
                     (Ok(object), _) if end > *object => Verdict::Damaged(
                         Health::Corrupt,
-                        format!(
-                            "pack object is {object} bytes, the copy ends at byte {end}"
-                        ),
+                        format!("pack object is {object} bytes, the copy ends at byte {end}"),
                     ),
                     (Ok(_), CheckMethod::ExistenceAndSize) => match &pack.size_mismatch {
                         Some(m) => Verdict::Damaged(Health::Corrupt, m.clone()),
@@ -271,14 +269,12 @@ impl Store {
                     Ok(head) => PackCheck {
                         method: method_for(head.storage_class.needs_restore()),
                         found: Ok(head.size),
-                        size_mismatch: record.as_ref().filter(|r| r.size != head.size).map(
-                            |r| {
-                                format!(
-                                    "pack object is {} bytes, its record says {}",
-                                    head.size, r.size
-                                )
-                            },
-                        ),
+                        size_mismatch: record.as_ref().filter(|r| r.size != head.size).map(|r| {
+                            format!(
+                                "pack object is {} bytes, its record says {}",
+                                head.size, r.size
+                            )
+                        }),
                     },
                     Err(e) => {
                         // Gone objects are judged by the class they were written in.
@@ -323,7 +319,8 @@ impl Store {
                     batch
                         .into_iter()
                         .map(|loc| {
-                            let (verdict, hashed) = hot_verdict(rt.block_on(hot.get(&loc.chunk)), &loc.chunk);
+                            let (verdict, hashed) =
+                                hot_verdict(rt.block_on(hot.get(&loc.chunk)), &loc.chunk);
                             (loc, CheckMethod::Hash, verdict, hashed)
                         })
                         .collect::<Vec<_>>()
@@ -351,7 +348,12 @@ impl Store {
                     _ => (Verdict::Unchecked(e.to_string()), 0),
                 },
             };
-            out.push((reads[i].location.clone(), CheckMethod::Hash, verdict, hashed));
+            out.push((
+                reads[i].location.clone(),
+                CheckMethod::Hash,
+                verdict,
+                hashed,
+            ));
         }
         out
     }
@@ -394,7 +396,11 @@ impl Store {
                         tier.copies_sized += 1;
                     }
                     healthy.insert(loc.chunk);
-                    let how = if sized { "existence and size" } else { "re-hashed" };
+                    let how = if sized {
+                        "existence and size"
+                    } else {
+                        "re-hashed"
+                    };
                     (Health::Ok, format!("verify: {how}"))
                 }
                 Verdict::Damaged(health, detail) => {
@@ -420,7 +426,8 @@ impl Store {
             });
         }
         report.chunks_checked += ids.len() as u64;
-        report.bytes_checked = report.hot.bytes_hashed + report.warm.bytes_hashed + report.cold.bytes_hashed;
+        report.bytes_checked =
+            report.hot.bytes_hashed + report.warm.bytes_hashed + report.cold.bytes_hashed;
         for id in ids {
             if !healthy.contains(id) {
                 report.lost.push(LostChunk {
@@ -478,9 +485,7 @@ fn hot_error_health(e: &Error) -> Option<Health> {
         if let Some(r) = s.downcast_ref::<rocksdb::Error>() {
             return match r.kind() {
                 rocksdb::ErrorKind::Corruption => Some(Health::Corrupt),
-                rocksdb::ErrorKind::IOError | rocksdb::ErrorKind::NotFound => {
-                    Some(Health::Missing)
-                }
+                rocksdb::ErrorKind::IOError | rocksdb::ErrorKind::NotFound => Some(Health::Missing),
                 _ => None,
             };
         }
