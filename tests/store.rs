@@ -314,10 +314,14 @@ async fn flipped_byte_is_corrupt_never_wrong_bytes() {
     );
 
     let report = store.verify(Some(&id)).await.unwrap();
-    assert_eq!(report.corrupt, vec![victim.chunk]);
+    let corrupt: Vec<ChunkId> = report.corrupt.iter().map(|c| c.chunk).collect();
+    assert_eq!(corrupt, vec![victim.chunk]);
+    assert_eq!(report.corrupt[0].blobs, vec![id]);
     assert!(!report.is_clean());
     let all = store.verify(None).await.unwrap();
-    assert_eq!(all.corrupt, vec![victim.chunk]);
+    let corrupt: Vec<ChunkId> = all.corrupt.iter().map(|c| c.chunk).collect();
+    assert_eq!(corrupt, vec![victim.chunk]);
+    assert_eq!(all.corrupt[0].blobs, vec![id]);
     let locs = store.meta().locations(&victim.chunk).await.unwrap();
     assert_eq!(locs[0].health, strata::Health::Corrupt);
     // The corrupt copy is not offered for dedup: putting the content again rewrites the

@@ -105,19 +105,7 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
             if json {
                 print_json(&report)?;
             } else {
-                say!(
-                    "checked {} chunks ({} bytes): {} corrupt, {} missing",
-                    report.chunks_checked,
-                    report.bytes_checked,
-                    report.corrupt.len(),
-                    report.missing.len()
-                )?;
-                for c in &report.corrupt {
-                    say!("corrupt chunk {c}")?;
-                }
-                for c in &report.missing {
-                    say!("missing chunk {c}")?;
-                }
+                say!("{}", report.to_string().trim_end())?;
             }
             Ok(if report.is_clean() {
                 ExitCode::SUCCESS
@@ -315,10 +303,15 @@ async fn meta(settings: &Settings, command: &MetaCommand) -> Result<ExitCode> {
             }
             MetaCommand::Check => {
                 let store = Store::open(settings.clone()).await?;
-                let stats = store.meta().stats().await;
+                let check = crate::meta::MetaCheck::run(store.meta().as_ref()).await;
                 store.close().await?;
-                print_json(&stats?)?;
-                Ok(ExitCode::SUCCESS)
+                let check = check?;
+                print_json(&check)?;
+                let problems = check.problems();
+                if !problems.is_empty() {
+                    note!("{}", problems.trim_end());
+                }
+                Ok(check.exit_code())
             }
         };
     };
@@ -329,8 +322,13 @@ async fn meta(settings: &Settings, command: &MetaCommand) -> Result<ExitCode> {
             say!("schema version {version}")?;
         }
         MetaCommand::Check => {
-            use crate::meta::MetaStore;
-            print_json(&meta.stats().await?)?;
+            let check = crate::meta::MetaCheck::run(&meta).await?;
+            print_json(&check)?;
+            let problems = check.problems();
+            if !problems.is_empty() {
+                note!("{}", problems.trim_end());
+            }
+            return Ok(check.exit_code());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -111,7 +111,8 @@ pub enum Command {
         #[arg(value_parser = parse_id)]
         id: BlobId,
     },
-    /// Re-hash every chunk of a blob, or of the whole store; exit 1 if any is bad.
+    /// Check every copy (hot, warm, cold) of every chunk of a blob, or of the whole store
+    /// with every manifest; exit 1 if anything is damaged.
     Verify {
         /// Blob id; all chunks if absent.
         #[arg(value_parser = parse_id)]
@@ -159,7 +160,8 @@ pub enum TierCommand {
 pub enum MetaCommand {
     /// Apply schema migrations (they are also applied on connect).
     Migrate,
-    /// Connect and report the schema version and row counts.
+    /// Report the schema version and row counts, and compare every reference count
+    /// with the manifests; exit 1 on a mismatch.
     Check,
 }
 

@@ -114,6 +114,51 @@ pub trait MetaStore: PlacementStore + Send + Sync + 'static {
     async fn stats(&self) -> Result<MetaStats>;
 }
 
+/// What `strata meta check` reports: row counts, schema version, and every reference
+/// count that disagrees with the manifests (DESIGN §7: a chunk's count is the number of
+/// manifest entries referencing it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MetaCheck {
+    /// Schema version and row counts.
+    #[serde(flatten)]
+    pub stats: MetaStats,
+    /// Chunks whose stored reference count differs from their manifest entries.
+    pub refcount_mismatches: Vec<RefcountMismatch>,
+}
+
+impl MetaCheck {
+    /// Count rows and compare every reference count with the manifests.
+    pub async fn run(meta: &dyn MetaStore) -> Result<MetaCheck> {
+        Ok(MetaCheck {
+            stats: meta.stats().await?,
+            refcount_mismatches: meta.refcount_mismatches().await?,
+        })
+    }
+
+    /// True when every reference count matches.
+    pub fn is_consistent(&self) -> bool {
+        self.refcount_mismatches.is_empty()
+    }
+
+    /// One line per problem found (empty when consistent).
+    pub fn problems(&self) -> String {
+        self.refcount_mismatches
+            .iter()
+            .map(|m| {
+                format!(
+                    "reference count of chunk {} is {}, but {} manifest entries reference it\n",
+                    m.chunk, m.stored, m.actual
+                )
+            })
+            .collect()
+    }
+
+    /// The process exit status: 0 when consistent, 1 otherwise.
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        std::process::ExitCode::from(u8::from(!self.is_consistent()))
+    }
+}
+
 /// Check the shape of a commit before any backend sees it: contiguous entries from 0 to
 /// the blob size, the count matching, lengths non-zero.
 pub fn validate_commit(commit: &BlobCommit) -> Result<()> {

@@ -1,4 +1,4 @@
-//! Inspection and upkeep: `stat`, `list`, `delete`, `gc` and `verify`.
+//! Inspection and upkeep: `stat`, `list`, `delete` and `gc` (`verify` is in `verify.rs`).
 
 use std::collections::HashMap;
 
@@ -7,9 +7,9 @@ use serde::Serialize;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
-use crate::model::{BlobRecord, ChunkerParams, Health, Location, Tier, VerifyRecord};
+use crate::model::{BlobRecord, ChunkerParams, Health, Tier};
 
-/// Chunks whose metadata is looked up per round trip by `stat` and `verify`.
+/// Chunks whose metadata is looked up per round trip by `stat` and `gc`.
 const PAGE: usize = 1024;
 
 /// Bytes of a blob's distinct chunks that have a healthy copy in each tier.
@@ -42,26 +42,6 @@ pub struct Stat {
     pub tiers: TierBytes,
     /// Cold packs holding this blob's chunks whose archive restore is under way.
     pub pending_restores: u64,
-}
-
-/// Result of [`Store::verify`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct VerifyReport {
-    /// Distinct chunks checked.
-    pub chunks_checked: u64,
-    /// Bytes re-hashed.
-    pub bytes_checked: u64,
-    /// Chunks whose local copy does not match its hash.
-    pub corrupt: Vec<ChunkId>,
-    /// Chunks with no copy this node can read.
-    pub missing: Vec<ChunkId>,
-}
-
-impl VerifyReport {
-    /// True when nothing is corrupt or missing.
-    pub fn is_clean(&self) -> bool {
-        self.corrupt.is_empty() && self.missing.is_empty()
-    }
 }
 
 /// Result of [`Store::gc`].
@@ -217,81 +197,6 @@ impl Store {
                 return Ok(());
             }
         }
-    }
-
-    /// Re-hash this node's copy of every chunk of `blob` (or of every chunk in the
-    /// store), bypassing the cache, and record each result in metadata.
-    pub async fn verify(&self, blob: Option<&BlobId>) -> Result<VerifyReport> {
-        self.check_open()?;
-        let mut report = VerifyReport::default();
-        match blob {
-            Some(id) => {
-                let rec = self.blob_record(id).await?;
-                let ids: Vec<ChunkId> = self.distinct_chunks(&rec).await?.into_keys().collect();
-                for page in ids.chunks(PAGE) {
-                    self.verify_chunks(page, &mut report).await?;
-                }
-            }
-            None => {
-                let mut after = None;
-                loop {
-                    let page = self.inner.meta.list_chunks(after, PAGE).await?;
-                    let Some(last) = page.last() else { break };
-                    after = Some(last.id);
-                    let ids: Vec<ChunkId> = page
-                        .iter()
-                        .filter(|c| c.refcount > 0)
-                        .map(|c| c.id)
-                        .collect();
-                    self.verify_chunks(&ids, &mut report).await?;
-                }
-            }
-        }
-        Ok(report)
-    }
-
-    async fn verify_chunks(&self, ids: &[ChunkId], report: &mut VerifyReport) -> Result<()> {
-        let now = self.now_ms();
-        let node = self.inner.node.clone();
-        let locations = self.inner.meta.locations_many(ids).await?;
-        let mut records = Vec::new();
-        for id in ids {
-            report.chunks_checked += 1;
-            let locs = locations.get(id).map(Vec::as_slice).unwrap_or_default();
-            let local = locs.iter().find(|l| l.is_hot_on(&node));
-            let bytes = self.inner.hot.get(id).await?;
-            let health = match &bytes {
-                Some(b) if ChunkId::of(b) == *id => Health::Ok,
-                Some(_) => Health::Corrupt,
-                None => Health::Missing,
-            };
-            report.bytes_checked += bytes.as_ref().map_or(0, |b| b.len() as u64);
-            let location = local
-                .cloned()
-                .unwrap_or_else(|| Location::hot(*id, &node, 0, now));
-            if local.is_some() || health != Health::Missing {
-                records.push(VerifyRecord {
-                    location,
-                    health,
-                    at_ms: now,
-                    detail: "verify".into(),
-                });
-            }
-            // Another node's or tier's healthy copy still counts (it can be read there).
-            let elsewhere = locs
-                .iter()
-                .any(|l| l.health == Health::Ok && !l.is_hot_on(&node));
-            match health {
-                Health::Ok => {}
-                Health::Corrupt => {
-                    self.inner.chunks.invalidate(id).await;
-                    report.corrupt.push(*id);
-                }
-                Health::Missing if local.is_some() || !elsewhere => report.missing.push(*id),
-                Health::Missing => {}
-            }
-        }
-        self.inner.meta.record_verification(&records).await
     }
 
     /// Distinct chunks of a blob with their sizes.

@@ -13,6 +13,7 @@ mod put;
 mod read;
 mod restore;
 mod tiering;
+mod verify;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,10 +22,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use moka::future::Cache;
 
-pub use admin::{GcReport, Stat, TierBytes, VerifyReport};
+pub use admin::{GcReport, Stat, TierBytes};
 pub use put::PutReceipt;
 pub(crate) use put::BLOCK_BYTES;
 pub use tiering::MoveReport;
+pub use verify::{CheckMethod, DamagedBlob, DamagedCopy, LostChunk, TierCheck, VerifyReport};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};

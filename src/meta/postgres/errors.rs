@@ -69,13 +69,45 @@ fn is_retry_code(code: &SqlState) -> bool {
 /// Whether a strata error came from a PostgreSQL serialization failure or deadlock.
 pub(crate) fn is_retryable(e: &Error) -> bool {
     std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<tokio_postgres::Error>())
-        .and_then(|pg| pg.code())
+        .and_then(|s| s.downcast_ref::<PgError>())
+        .and_then(|pg| pg.0.code())
         .is_some_and(is_retry_code)
 }
 
+/// A PostgreSQL error as the source of a strata error. tokio-postgres shows a server
+/// error as just "db error"; this shows its SQLSTATE and the server's message, detail
+/// and hint, or, for the client's own errors, the chain of causes. None of these
+/// contains the connection password: the server never echoes it, and the URL is never
+/// part of them (a URL that does not parse is reported without it, see `connect`).
+#[derive(Debug)]
+pub(crate) struct PgError(pub(crate) tokio_postgres::Error);
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(db) = self.0.as_db_error() {
+            write!(f, "SQLSTATE {}: {}", db.code().code(), db.message())?;
+            if let Some(detail) = db.detail() {
+                write!(f, " (detail: {detail})")?;
+            }
+            if let Some(hint) = db.hint() {
+                write!(f, " (hint: {hint})")?;
+            }
+            return Ok(());
+        }
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(&self.0);
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PgError {}
+
 /// Wrap a PostgreSQL error: `what` names the operation, `target` the (password-free)
-/// server description.
+/// server description. The message ends with the server's SQLSTATE and text.
 pub(crate) fn db_error(e: tokio_postgres::Error, target: &str, what: &str) -> Error {
     let kind = classify(&e);
     let hint = match kind {
@@ -83,7 +115,7 @@ pub(crate) fn db_error(e: tokio_postgres::Error, target: &str, what: &str) -> Er
         ErrorKind::InvalidInput => " (check the connection settings)",
         _ => "",
     };
-    Error::new(kind, format!("postgres {target}: {what}{hint}")).with_source(e)
+    Error::new(kind, format!("postgres {target}: {what}{hint}")).with_source(PgError(e))
 }
 
 /// Wrap an error from taking a pooled connection.

@@ -9,7 +9,7 @@
 
 use deadpool_postgres::Client;
 
-use super::errors::db_error;
+use super::errors::{db_error, PgError};
 use super::rows::col;
 use crate::error::{Error, Result};
 
@@ -67,14 +67,28 @@ pub(crate) async fn migrate(client: &mut Client, target: &str, now_ms: u64) -> R
         .await
         .map_err(err("create strata_schema_version"))?;
     }
+    // A table of that name that is not the one strata creates (a column dropped or
+    // retyped by hand) fails here with a SQLSTATE of class 42 or a column of another type.
+    let damaged = || {
+        format!(
+            "postgres {target}: the table strata_schema_version is damaged (strata creates it \
+             as version int4, name text, applied_ms int8); repair it from a backup"
+        )
+    };
     let row = txn
         .query_one(
             "SELECT COALESCE(max(version), 0) FROM strata_schema_version",
             &[],
         )
         .await
-        .map_err(err("read the schema version"))?;
-    let current: i32 = col(&row, 0)?;
+        .map_err(|e| {
+            if e.code().is_some_and(|c| c.code().starts_with("42")) {
+                Error::corrupt(damaged()).with_source(PgError(e))
+            } else {
+                db_error(e, target, "read the schema version")
+            }
+        })?;
+    let current: i32 = col(&row, 0).map_err(|e| Error::corrupt(damaged()).with_source(e))?;
     let current = u32::try_from(current)
         .map_err(|_| Error::internal(format!("postgres {target}: schema version {current}")))?;
     if current > latest {
