@@ -33,7 +33,7 @@ fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
         .filter(|p| p.to_string_lossy().ends_with(ext))
         .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|b| std::cmp::Reverse(b.0));
     out.into_iter().map(|(_, p)| p).collect()
 }
 
