@@ -11,9 +11,14 @@ use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 
 use crate::error::Result;
 use crate::id::ChunkId;
-use crate::rocks::{cf, CF_CHUNKS, CF_UNCONFIRMED};
+use crate::rocks::{cf, CF_CHUNKS, CF_SYSTEM, CF_UNCONFIRMED};
 
 pub mod faults;
+mod reclaim;
+
+/// Key in the `system` column family, present while deleted chunks may have left
+/// garbage in blob files that no completed [`ChunkTier::reclaim`] has given back.
+const RECLAIM_PENDING: &[u8] = b"hot_reclaim_pending";
 
 /// Upper bound of a write batch's bytes per record besides the value: tag, column
 /// family id, two varint lengths and the 32-byte key (and the batch header).
@@ -50,9 +55,11 @@ pub trait ChunkTier: Send + Sync + 'static {
     }
     /// Make all earlier writes durable, unlogged ones included.
     async fn sync(&self) -> Result<()>;
-    /// Give back the space of deleted chunks (may rewrite files; called by `gc`).
-    async fn reclaim(&self) -> Result<()> {
-        Ok(())
+    /// Give back the space of deleted chunks (may rewrite files; called by `gc`) if
+    /// any deletion since the last completed reclaim left some; returns how many bytes
+    /// the tier's files shrank by.
+    async fn reclaim(&self) -> Result<u64> {
+        Ok(0)
     }
     /// Up to `limit` chunks written since their write was last confirmed with
     /// [`Self::confirm`]: every write is noted as unconfirmed, durably no later than
@@ -61,6 +68,12 @@ pub trait ChunkTier: Send + Sync + 'static {
     /// nothing.
     async fn unconfirmed(&self, _limit: usize) -> Result<Vec<ChunkId>> {
         Ok(Vec::new())
+    }
+    /// Note `ids` as unconfirmed again, durably, before their recorded copies are
+    /// removed from metadata: if the process dies after that commit and before the
+    /// bytes are deleted, the next sweep finds the note and deletes them.
+    async fn note_unconfirmed(&self, _ids: Vec<ChunkId>) -> Result<()> {
+        Ok(())
     }
     /// Drop the unconfirmed notes of `ids` (their locations are recorded, or they were
     /// swept).
@@ -90,7 +103,10 @@ impl HotTier {
         }
     }
 
-    /// Delete the keys `ids` from column family `name` in one batch.
+    /// Delete the keys `ids` from column family `name` in one batch. Deleting chunks
+    /// also sets the reclaim marker, in the same batch: the garbage and the note that
+    /// it exists become durable together, so a `gc` killed before its compaction
+    /// finished leaves the next one something to do.
     async fn delete_keys(&self, name: &'static str, ids: Vec<ChunkId>) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
@@ -101,6 +117,9 @@ impl HotTier {
             let mut batch = WriteBatch::default();
             for id in &ids {
                 batch.delete_cf(cf, id.as_bytes());
+            }
+            if name == CF_CHUNKS {
+                batch.put_cf(crate::rocks::cf(&db, CF_SYSTEM)?, RECLAIM_PENDING, []);
             }
             db.write(batch)?;
             Ok(())
@@ -240,18 +259,30 @@ impl ChunkTier for HotTier {
         self.delete_keys(CF_UNCONFIRMED, ids).await
     }
 
-    async fn reclaim(&self) -> Result<()> {
+    async fn note_unconfirmed(&self, ids: Vec<ChunkId>) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let cf = cf(&db, CF_CHUNKS)?;
-            // One compaction with blob GC on: deleted chunks' keys go, and live values
-            // in the oldest blob files move, so those files can be deleted.
-            db.set_options_cf(cf, &[("enable_blob_garbage_collection", "true")])?;
-            db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
-            db.set_options_cf(cf, &[("enable_blob_garbage_collection", "false")])?;
+            let notes = cf(&db, CF_UNCONFIRMED)?;
+            let mut batch = WriteBatch::default();
+            for id in &ids {
+                batch.put_cf(notes, id.as_bytes(), []);
+            }
+            // Synced: the metadata commit that follows may be in another database
+            // (PostgreSQL) and durable on its own.
+            let mut opts = WriteOptions::default();
+            opts.set_sync(true);
+            db.write_opt(batch, &opts)?;
             Ok(())
         })
         .await?
+    }
+
+    async fn reclaim(&self) -> Result<u64> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || reclaim::run(&db)).await?
     }
 }
 

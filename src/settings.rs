@@ -238,6 +238,13 @@ pub struct HotSettings {
     /// freshly written chunks not being in the page cache until first read. Ignored,
     /// with a warning, where the filesystem refuses `O_DIRECT`.
     pub direct_writes: bool,
+    /// Open even though a write-ahead log is damaged, skipping its damaged records (and
+    /// losing the writes in them). Default false: a damaged log makes open fail with
+    /// `Corrupt`, naming the file. Not read from settings files or the environment, so
+    /// it cannot stay on by accident: `strata recover --accept-wal-loss` sets it for one
+    /// run (docs/design.md, "Write-ahead log damage").
+    #[serde(skip)]
+    pub accept_wal_loss: bool,
 }
 
 impl Default for HotSettings {
@@ -248,6 +255,7 @@ impl Default for HotSettings {
             write_buffer_bytes: 32 << 20,
             flush_threads: 2,
             direct_writes: true,
+            accept_wal_loss: false,
         }
     }
 }

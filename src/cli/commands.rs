@@ -24,6 +24,9 @@ pub(super) async fn run(settings: Settings, command: Command) -> Result<ExitCode
     if let Command::Meta { command } = &command {
         return meta(&settings, command).await;
     }
+    if let Command::Recover { accept_wal_loss } = command {
+        return super::recover::run(settings, accept_wal_loss).await;
+    }
     let store = Store::open(settings).await?;
     let result = dispatch(&store, command).await;
     // Close even after an error, so access statistics are flushed and the WAL synced.
@@ -113,16 +116,30 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Gc => {
+        Command::Gc { json } => {
             let report = store.gc().await?;
-            say!(
-                "removed {} unreferenced chunks ({} of them left by puts that never committed)",
-                report.chunks_removed,
-                report.orphans_removed
-            )?;
+            if json {
+                print_json(&report)?;
+            } else {
+                say!(
+                    "removed {} chunks from hot ({} bytes of chunk data; {} of them left by puts that never committed); hot tier files shrank by {} bytes",
+                    report.chunks_removed,
+                    report.hot_bytes_removed,
+                    report.orphans_removed,
+                    report.hot_bytes_reclaimed
+                )?;
+                say!(
+                    "{} unreferenced chunks keep their warm/cold copies (no pack GC yet): {} bytes reclaimed in warm, {} in cold",
+                    report.unreferenced_kept,
+                    report.warm_bytes_reclaimed,
+                    report.cold_bytes_reclaimed
+                )?;
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Meta { .. } => Err(Error::internal("meta commands are handled before opening")),
+        Command::Meta { .. } | Command::Recover { .. } => Err(Error::internal(
+            "meta and recover commands are handled before opening",
+        )),
     }
 }
 

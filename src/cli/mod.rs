@@ -30,6 +30,7 @@ macro_rules! note {
 mod commands;
 mod outfile;
 mod output;
+mod recover;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -122,7 +123,19 @@ pub enum Command {
         json: bool,
     },
     /// Reclaim chunks no blob has referenced for longer than `gc.grace_secs`.
-    Gc,
+    Gc {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open a data directory whose write-ahead log is damaged, skipping the damaged
+    /// records (their writes are lost), and list the blobs that lost data.
+    Recover {
+        /// Accept losing the writes in damaged log records (required: without it,
+        /// opening such a directory fails and names the damaged file).
+        #[arg(long, required = true)]
+        accept_wal_loss: bool,
+    },
     /// Move blobs between the hot, warm and cold tiers.
     Tier {
         /// What to do.

@@ -19,6 +19,13 @@ pub struct FaultyHot {
     /// Writes (`put_many` or `put_many_unlogged` calls): those it lets through reach the
     /// wrapped tier, the others fail with `Unavailable`.
     pub writes: FailAfter,
+    /// Deletions (`delete_many` calls): those it lets through reach the wrapped tier,
+    /// the others fail with `Unavailable`, as a process dying between `gc`'s metadata
+    /// commit and its byte deletion would leave things.
+    pub deletes: FailAfter,
+    /// Reclaims: those it lets through reach the wrapped tier, the others fail with
+    /// `Unavailable` (a `gc` killed during its compaction).
+    pub reclaims: FailAfter,
     /// Calls that read a stored value: `get`, and `contains` (for values in blob files an
     /// exact presence check reads the value).
     pub value_reads: AtomicU64,
@@ -30,6 +37,8 @@ impl FaultyHot {
         Arc::new(FaultyHot {
             inner,
             writes: FailAfter::default(),
+            deletes: FailAfter::default(),
+            reclaims: FailAfter::default(),
             value_reads: AtomicU64::new(0),
         })
     }
@@ -65,6 +74,9 @@ impl ChunkTier for FaultyHot {
         self.inner.may_contain(id).await
     }
     async fn delete_many(&self, ids: Vec<ChunkId>) -> Result<()> {
+        if !self.deletes.pass() {
+            return Err(Error::unavailable("injected fault in a hot-tier delete"));
+        }
         self.inner.delete_many(ids).await
     }
     async fn put_many_unlogged(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<()> {
@@ -77,8 +89,14 @@ impl ChunkTier for FaultyHot {
     async fn sync(&self) -> Result<()> {
         self.inner.sync().await
     }
-    async fn reclaim(&self) -> Result<()> {
+    async fn reclaim(&self) -> Result<u64> {
+        if !self.reclaims.pass() {
+            return Err(Error::unavailable("injected fault in a hot-tier reclaim"));
+        }
         self.inner.reclaim().await
+    }
+    async fn note_unconfirmed(&self, ids: Vec<ChunkId>) -> Result<()> {
+        self.inner.note_unconfirmed(ids).await
     }
     async fn unconfirmed(&self, limit: usize) -> Result<Vec<ChunkId>> {
         self.inner.unconfirmed(limit).await

@@ -125,6 +125,24 @@ impl LocalObjectStore {
         &self.inner.root
     }
 
+    /// Delete temporary files (`.tmp-PID-N`) whose writer is no longer running: what a
+    /// process killed between writing a temporary file and renaming it left behind.
+    /// Called when a store opens its tiers. The owner is told by its process id, so
+    /// this assumes the directory is written from one machine (a temporary file of a
+    /// live writer on another host could be taken for stale; its rename would then
+    /// fail, and its operation with it, but no object is damaged). Returns how many
+    /// were removed.
+    pub async fn remove_stale_temps(&self) -> Result<u64> {
+        self.blocking(|s| {
+            let mut removed = 0;
+            for sub in ["data", "meta"] {
+                remove_stale_temps_in(&s.root.join(sub), &mut removed)?;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -541,6 +559,67 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Remove stale temporary files under `dir` (see
+/// [`LocalObjectStore::remove_stale_temps`]), counting them in `removed`.
+fn remove_stale_temps_in(dir: &Path, removed: &mut u64) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if missing(&e) => return Ok(()),
+        Err(e) => return Err(Error::from(e).context_prefix(format!("list {}", dir.display()))),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_stale_temps_in(&entry.path(), removed)?;
+            continue;
+        }
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_owner) else {
+            continue;
+        };
+        if pid == std::process::id() || process_runs(pid) {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => *removed += 1,
+            Err(e) if missing(&e) => {}
+            Err(e) => {
+                return Err(
+                    Error::from(e).context_prefix(format!("remove {}", entry.path().display()))
+                )
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The writer's process id in a temporary file's name (`.tmp-PID-N`).
+fn temp_owner(name: &str) -> Option<u32> {
+    let (pid, seq) = name.strip_prefix(".tmp-")?.split_once('-')?;
+    seq.parse::<u64>().ok()?;
+    pid.parse::<u32>()
+        .ok()
+        .filter(|p| *p > 0 && *p <= i32::MAX as u32)
+}
+
+/// Whether a process with this id exists on this machine.
+fn process_runs(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        // Signal 0 checks existence and permission without sending anything; EPERM
+        // means it exists but belongs to someone else. `pid` is positive (`temp_owner`),
+        // so this never addresses a process group.
+        // SAFETY: kill with signal 0 has no effect on the target.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

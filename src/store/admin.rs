@@ -44,7 +44,7 @@ pub struct Stat {
     pub pending_restores: u64,
 }
 
-/// Result of [`Store::gc`].
+/// Result of [`Store::gc`]: what it removed, and what it gave back, per tier.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GcReport {
     /// Chunk copies deleted from this node's hot tier.
@@ -52,6 +52,21 @@ pub struct GcReport {
     /// Of those, chunks a put wrote but never committed (it failed or the process
     /// died first): bytes no metadata pointed to.
     pub orphans_removed: u64,
+    /// Recorded size of the hot copies removed (orphans have no recorded size and are
+    /// not counted here).
+    pub hot_bytes_removed: u64,
+    /// Bytes the hot tier's files shrank by (RocksDB table and blob files of chunk
+    /// data), garbage of orphans and of earlier interrupted runs included: the disk
+    /// space this run actually gave back.
+    pub hot_bytes_reclaimed: u64,
+    /// Unreferenced chunks past the grace period that keep their records because
+    /// copies remain in warm or cold (or in another node's hot tier): nothing removes
+    /// pack contents yet, so no warm or cold bytes are reclaimed.
+    pub unreferenced_kept: u64,
+    /// Bytes given back in the warm tier: always 0 until packs are garbage-collected.
+    pub warm_bytes_reclaimed: u64,
+    /// Bytes given back in the cold tier: always 0 until packs are garbage-collected.
+    pub cold_bytes_reclaimed: u64,
 }
 
 impl Store {
@@ -128,11 +143,18 @@ impl Store {
 
     /// Reclaim hot copies of chunks that have had no references for longer than the
     /// grace period. Metadata is committed first; bytes are deleted after.
+    ///
+    /// A process can die anywhere in here without leaking: the chunks about to lose
+    /// their hot locations are noted as unconfirmed (durably) before the metadata
+    /// commit, so bytes whose deletion never happened are swept by the next run; and
+    /// the hot tier keeps a marker from a chunk deletion until a completed reclaim, so
+    /// an interrupted compaction is redone even by a run that removes nothing.
     pub async fn gc(&self) -> Result<GcReport> {
         self.check_open()?;
         let _fence = self.inner.gc_fence.write().await;
         let grace_ms = self.inner.settings.gc.grace_secs.saturating_mul(1000);
         let cutoff = self.now_ms().saturating_sub(grace_ms);
+        let node = &self.inner.node;
         let mut report = GcReport::default();
         // The cursor moves past candidates that keep their records (copies only in warm
         // or cold, or in another node's hot tier): they stay queued, and the chunks
@@ -143,24 +165,35 @@ impl Store {
             let Some(last) = page.last() else { break };
             after = Some(*last);
             let candidates: Vec<ChunkId> = page.iter().map(|c| c.chunk).collect();
-            let removed = self
-                .inner
-                .meta
-                .gc_remove(&candidates, &self.inner.node)
-                .await?;
+            let locations = self.inner.meta.locations_many(&candidates).await?;
+            let mut mine = HashMap::new();
+            for id in &candidates {
+                let locs = locations.get(id).map(Vec::as_slice).unwrap_or_default();
+                if let Some(l) = locs.iter().find(|l| l.is_hot_on(node)) {
+                    mine.insert(*id, l.length);
+                }
+                if locs.iter().any(|l| !l.is_hot_on(node)) {
+                    report.unreferenced_kept += 1;
+                }
+            }
+            let noted: Vec<ChunkId> = mine.keys().copied().collect();
+            self.inner.hot.note_unconfirmed(noted.clone()).await?;
+            let removed = self.inner.meta.gc_remove(&candidates, node).await?;
             for id in &removed {
                 self.inner.chunks.invalidate(id).await;
+                report.hot_bytes_removed += mine.get(id).copied().unwrap_or(0);
             }
             report.chunks_removed += removed.len() as u64;
             self.inner.hot.delete_many(removed).await?;
+            // After the deletion, in the same log: a note that survives a crash means
+            // the deletion may not have.
+            self.inner.hot.confirm(noted).await?;
             if page.len() < PAGE {
                 break;
             }
         }
         self.sweep_unconfirmed(&mut report).await?;
-        if report.chunks_removed > 0 {
-            self.inner.hot.reclaim().await?;
-        }
+        report.hot_bytes_reclaimed = self.inner.hot.reclaim().await?;
         Ok(report)
     }
 

@@ -177,14 +177,28 @@ impl Store {
             return Ok(bytes); // fetched (and verified) by a coalesced read just before
         }
         let now = self.now_ms();
-        let corrupt_here = match self.inner.hot.get(id).await? {
-            Some(bytes) if ChunkId::of(&bytes) == *id => return Ok(bytes),
-            Some(_) => {
+        let corrupt_here = match self.inner.hot.get(id).await {
+            Ok(Some(bytes)) if ChunkId::of(&bytes) == *id => return Ok(bytes),
+            Ok(Some(_)) => {
                 self.mark(id, Health::Corrupt, now, "hot copy does not match its hash")
                     .await;
                 true
             }
-            None => false,
+            Ok(None) => false,
+            // The tier's own checksums caught the damage (RocksDB: a blob or block
+            // checksum mismatch): the same verdict as a hash mismatch, so the copy is no
+            // longer trusted for dedup and the next put of this content rewrites it.
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                self.mark(
+                    id,
+                    Health::Corrupt,
+                    now,
+                    &format!("hot copy unreadable: {e}"),
+                )
+                .await;
+                true
+            }
+            Err(e) => return Err(e),
         };
         let locations = self.inner.meta.locations(id).await?;
         let node = &self.inner.node;

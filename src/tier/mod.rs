@@ -283,10 +283,20 @@ async fn make_tier(
                 .path
                 .clone()
                 .unwrap_or_else(|| default_dir(&settings.data_dir, tier));
-            Arc::new(
-                LocalObjectStore::new(dir, clock, cfg.restore_delay_ms)
-                    .with_fsync(settings.hot.sync),
-            )
+            let local = LocalObjectStore::new(dir, clock, cfg.restore_delay_ms)
+                .with_fsync(settings.hot.sync);
+            match local.remove_stale_temps().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    tier = tier.as_str(),
+                    removed = n,
+                    "removed temporary files of killed writers"
+                ),
+                Err(e) => {
+                    tracing::warn!(tier = tier.as_str(), error = %e, "could not remove stale temporary files")
+                }
+            }
+            Arc::new(local)
         }
         None => {
             let Some(Connection::S3(conn)) = settings.connections.get(&cfg.use_) else {
