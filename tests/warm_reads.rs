@@ -116,6 +116,7 @@ async fn warm_read_after_tier_move_coalesces_on_the_node_that_held_the_chunks() 
         };
         assert!(got == bytes[..]);
         let gets = warm.count("get_range");
+        println!("{chunks} chunks in {packs} packs: {gets} GETs");
         assert!(
             gets <= 2 * packs as u64,
             "{gets} GETs for {chunks} chunks in {packs} packs: {:?}",
