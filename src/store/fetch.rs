@@ -13,6 +13,9 @@ use crate::id::ChunkId;
 use crate::model::{Health, Location, ManifestEntry, Tier, VerifyRecord};
 use crate::tier::ChunkRead;
 
+/// Largest write to hot of one promotion step.
+const PROMOTE_BATCH_BYTES: usize = 8 << 20;
+
 /// Which error to report when a chunk's copies failed differently: the one that tells
 /// the caller most about what to do (wait, retry, give up).
 pub(super) fn rank(kind: ErrorKind) -> u8 {
@@ -190,15 +193,35 @@ impl Store {
         let mut seen = HashSet::new();
         let mut need: Vec<(ChunkId, u32)> = Vec::new();
         for e in entries {
-            // `may_contain` reads no chunk bytes, so hot chunks are not read twice; the
-            // rare false "maybe" leaves that chunk to the per-chunk path.
-            if seen.insert(e.chunk)
-                && !self.inner.chunks.contains_key(&e.chunk)
-                && !self.inner.hot.may_contain(&e.chunk).await
-            {
+            if seen.insert(e.chunk) && !self.inner.chunks.contains_key(&e.chunk) {
                 need.push((e.chunk, e.length));
             }
         }
+        if need.len() < 2 {
+            return;
+        }
+        let ids: Vec<ChunkId> = need.iter().map(|n| n.0).collect();
+        let Ok(mut locs) = self.inner.meta.locations_many(&ids).await else {
+            return;
+        };
+        // Which chunks this node's hot tier holds comes from metadata, which records
+        // exactly the hot copies of this node. The hot tier's bloom filter cannot tell:
+        // it says "maybe" for every chunk deleted from hot (by `tier move`, demotion, gc)
+        // until a compaction drops the key, and a read that took those for hot chunks
+        // fetched them one ranged GET each (issue 11, item 24). A recorded copy that the
+        // filter rules out is lost; it is fetched here too.
+        let node = &self.inner.node;
+        let mut shared = Vec::with_capacity(need.len());
+        for n in need {
+            let recorded = locs.get(&n.0).is_some_and(|ls| {
+                ls.iter()
+                    .any(|l| l.is_hot_on(node) && l.health == Health::Ok)
+            });
+            if !(recorded && self.inner.hot.may_contain(&n.0).await) {
+                shared.push(n);
+            }
+        }
+        let mut need = shared;
         if need.len() < 2 {
             return;
         }
@@ -211,10 +234,6 @@ impl Store {
         if need.is_empty() {
             return;
         }
-        let ids: Vec<ChunkId> = need.iter().map(|n| n.0).collect();
-        let Ok(mut locs) = self.inner.meta.locations_many(&ids).await else {
-            return;
-        };
         let wants: Vec<(ChunkId, Option<u32>, Vec<Location>)> = need
             .iter()
             .map(|(id, len)| (*id, Some(*len), locs.remove(id).unwrap_or_default()))
@@ -242,12 +261,28 @@ impl Store {
 
     /// Copy chunks read from warm or cold into hot and record the copies, when the
     /// settings allow. Failures are logged: the read itself has succeeded.
+    ///
+    /// Written in batches of at most [`PROMOTE_BATCH_BYTES`]: the chunks are already in
+    /// memory (the read holds them), but one write batch of a whole prefetch window
+    /// would be another copy of all of it, on top of the memtable it lands in.
     async fn promote(&self, chunks: Vec<(ChunkId, Bytes)>) {
         if !self.inner.settings.tiers.promote || chunks.is_empty() {
             return;
         }
-        if let Err(e) = self.write_hot(chunks).await {
-            tracing::warn!(error = %e, "promotion into hot failed");
+        let mut chunks = chunks.into_iter().peekable();
+        while chunks.peek().is_some() {
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some(c) =
+                chunks.next_if(|c| batch.is_empty() || bytes + c.1.len() <= PROMOTE_BATCH_BYTES)
+            {
+                bytes += c.1.len();
+                batch.push(c);
+            }
+            if let Err(e) = self.write_hot(batch).await {
+                tracing::warn!(error = %e, "promotion into hot failed");
+                return;
+            }
         }
     }
 

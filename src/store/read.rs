@@ -2,6 +2,7 @@
 //! them through the cache (concurrent readers of one chunk share one fetch), verify
 //! every byte against its id, and slice.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -47,6 +48,12 @@ impl Store {
         self.check_open()?;
         let rec = self.blob_record(id).await?;
         check_range(&rec, &range)?;
+        // A stream longer than one window passes through the chunk cache without
+        // filling it: a one-pass read of a large blob would otherwise hold up to
+        // `cache.bytes` of it (and evict everything else) for no later reader. Chunks
+        // that repeat within a window still go through the cache, so each is fetched
+        // once.
+        let fill_cache = range.end - range.start <= STREAM_WINDOW;
         let this = self.clone();
         let windows = stream::try_unfold(range.start, move |pos| {
             let this = this.clone();
@@ -59,9 +66,16 @@ impl Store {
                 let stop = end.min(pos.saturating_add(STREAM_WINDOW));
                 let entries = this.entries(&rec, pos, stop).await?;
                 this.prefetch(&entries, &mut |_, _| false).await;
-                let pieces: Vec<Result<(ManifestEntry, Range<usize>)>> = entries
+                let mut seen = HashMap::with_capacity(entries.len());
+                for e in &entries {
+                    *seen.entry(e.chunk).or_insert(0u32) += 1;
+                }
+                let pieces: Vec<Result<(ManifestEntry, Range<usize>, bool)>> = entries
                     .into_iter()
-                    .map(|e| Ok((e, slice_of(&e, pos, stop))))
+                    .map(|e| {
+                        let cache = fill_cache || seen.get(&e.chunk).is_some_and(|&n| n > 1);
+                        Ok((e, slice_of(&e, pos, stop), cache))
+                    })
                     .collect();
                 Ok::<_, Error>(Some((stream::iter(pieces), stop)))
             }
@@ -73,8 +87,13 @@ impl Store {
             .map(move |piece| {
                 let this = this.clone();
                 async move {
-                    let (e, sub) = piece?;
-                    Ok(this.chunk_bytes(&id, &e).await?.slice(sub))
+                    let (e, sub, cache) = piece?;
+                    let bytes = if cache {
+                        this.chunk_bytes(&id, &e).await?
+                    } else {
+                        this.chunk_bytes_uncached(&id, &e).await?
+                    };
+                    Ok(bytes.slice(sub))
                 }
             })
             .buffered(READ_AHEAD);
@@ -171,6 +190,26 @@ impl Store {
             })
     }
 
+    /// [`Self::chunk_bytes`] for a chunk no later read is expected to want: taken from
+    /// the cache when there, else read from the tiers without entering the cache.
+    async fn chunk_bytes_uncached(&self, blob: &BlobId, e: &ManifestEntry) -> Result<Bytes> {
+        self.inner.access.record(e.chunk, self.now_ms());
+        if let Some(bytes) = self.inner.chunks.get(&e.chunk).await {
+            return Ok(bytes);
+        }
+        self.fetch_verified(&e.chunk).await.map_err(|err| {
+            Error::new(
+                err.kind(),
+                format!(
+                    "{} (chunk {} of blob {})",
+                    err.context(),
+                    e.chunk.short(),
+                    blob.short()
+                ),
+            )
+        })
+    }
+
     /// Read a chunk from the tiers, verifying it; marks bad copies in metadata.
     pub(super) async fn fetch_verified(&self, id: &ChunkId) -> Result<Bytes> {
         if let Some(bytes) = self.inner.tiers.take_staged(id) {
@@ -224,9 +263,7 @@ impl Store {
                 elsewhere.join(", ")
             )))
         } else {
-            Err(Error::corrupt(format!(
-                "chunk {id} is missing from every tier"
-            )))
+            Err(no_healthy_copy(id, &locations))
         }
     }
 
@@ -245,6 +282,38 @@ impl Store {
         }
         tracing::error!(chunk = %id.short(), ?health, detail, "bad chunk copy");
     }
+}
+
+/// The error for a chunk none of whose recorded copies could be read: a copy found
+/// corrupt (now or by an earlier read or verify) is named as such, so damage is not
+/// reported as a loss.
+fn no_healthy_copy(id: &ChunkId, locations: &[Location]) -> Error {
+    let place = |l: &Location| match l.tier {
+        Tier::Hot => format!("the hot tier of node {}", l.node),
+        _ => format!("pack {}", l.pack),
+    };
+    let with = |h: Health| -> Vec<String> {
+        locations
+            .iter()
+            .filter(|l| l.health == h)
+            .map(place)
+            .collect()
+    };
+    let (corrupt, missing) = (with(Health::Corrupt), with(Health::Missing));
+    if corrupt.is_empty() {
+        return Error::corrupt(format!("chunk {id} is missing from every tier"));
+    }
+    if missing.is_empty() {
+        return Error::corrupt(format!(
+            "chunk {id}: every copy is corrupt (corrupt in {})",
+            corrupt.join(", ")
+        ));
+    }
+    Error::corrupt(format!(
+        "chunk {id} has no healthy copy: corrupt in {}; missing from {}",
+        corrupt.join(", "),
+        missing.join(", ")
+    ))
 }
 
 fn check_range(rec: &BlobRecord, range: &Range<u64>) -> Result<()> {

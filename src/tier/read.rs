@@ -64,24 +64,38 @@ fn copy_err(e: &Error, pack: &str) -> Error {
     Error::new(e.kind(), format!("pack {pack}: {}", e.context()))
 }
 
-/// The bytes of one ranged GET received so far, as the pieces they arrived in.
+/// The bytes of one ranged GET received so far, as the pieces they arrived in (those
+/// no pending chunk needs any more are dropped).
 struct Received {
     end: u64,
-    pieces: Vec<(u64, Bytes)>,
+    pieces: VecDeque<(u64, Bytes)>,
 }
 
 impl Received {
     fn new(start: u64) -> Self {
         Received {
             end: start,
-            pieces: Vec::new(),
+            pieces: VecDeque::new(),
+        }
+    }
+
+    /// Drop the pieces that end at or before `offset`. A chunk that lies inside one
+    /// piece keeps it alive through its slice; the others would stay until the end of
+    /// the GET, up to `max_read_bytes` of them besides the chunks copied out.
+    fn release_before(&mut self, offset: u64) {
+        while self
+            .pieces
+            .front()
+            .is_some_and(|(at, p)| at + p.len() as u64 <= offset)
+        {
+            self.pieces.pop_front();
         }
     }
 
     fn push(&mut self, piece: Bytes) {
         let at = self.end;
         self.end += piece.len() as u64;
-        self.pieces.push((at, piece));
+        self.pieces.push_back((at, piece));
     }
 
     /// Bytes `from .. to` (within what was received): a slice of one piece when they lie
@@ -96,7 +110,7 @@ impl Received {
             }
         }
         let mut out = bytes::BytesMut::with_capacity((to - from) as usize);
-        for (at, p) in &self.pieces[first..] {
+        for (at, p) in self.pieces.range(first..) {
             if *at >= to {
                 break;
             }
@@ -257,6 +271,7 @@ impl JobState {
 
     /// Decode and verify every pending member whose bytes have all arrived.
     fn decode_ready(&mut self, reads: &[ChunkRead]) {
+        let mut decoded = false;
         while let Some(&i) = self.pending.last() {
             let r = &reads[i];
             if end_of(r) > self.received.end {
@@ -267,6 +282,12 @@ impl JobState {
             let res = decode_stored(stored, &r.chunk, r.raw_len)
                 .map_err(|e| e.context_prefix(format!("pack {}", self.job.pack)));
             self.ready.push_back((i, res));
+            decoded = true;
+        }
+        if decoded {
+            let needed = self.pending.iter().map(|&i| reads[i].location.offset).min();
+            self.received
+                .release_before(needed.unwrap_or(self.received.end));
         }
     }
 
@@ -306,6 +327,19 @@ mod tests {
                 "{from}..{to}"
             );
         }
+    }
+
+    #[test]
+    fn received_releases_pieces_nobody_needs() {
+        let mut r = Received::new(0);
+        for _ in 0..4 {
+            r.push(Bytes::from(vec![1u8; 10]));
+        }
+        r.release_before(25);
+        assert_eq!(r.pieces.front().map(|p| p.0), Some(20));
+        assert_eq!(&r.slice(25, 35)[..], &[1u8; 10][..]);
+        r.release_before(40);
+        assert!(r.pieces.is_empty());
     }
 
     #[test]
