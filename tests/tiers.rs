@@ -68,6 +68,9 @@ async fn open_env(tweak: impl FnOnce(&mut Settings)) -> Env {
         ..Components::default()
     };
     let store = Store::open_with(s, components).await.expect("open store");
+    // Opening checked (and wrote) the store identity objects: count from here.
+    warm.reset_counts();
+    cold.reset_counts();
     Env {
         store,
         warm,

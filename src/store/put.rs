@@ -23,10 +23,7 @@ use crate::chunking::StreamChunker;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::SHARED_ONLY;
-use crate::model::{
-    BlobCommit, BlobRecord, ChunkerParams, CommitOutcome, Health, Location, ManifestEntry, Tier,
-    VerifyRecord,
-};
+use crate::model::{BlobCommit, BlobRecord, ChunkerParams, CommitOutcome, Location, ManifestEntry};
 use crate::settings::Durability;
 
 /// Size of the blocks read from the input and handed to the chunker (also what the CLI
@@ -58,7 +55,11 @@ pub struct PutReceipt {
     pub new_bytes: u64,
     /// Bytes already present (in other blobs or earlier in this one).
     pub reused_bytes: u64,
-    /// True if the blob was already committed, so nothing changed.
+    /// True if the blob was already committed. The receipt then describes the stored
+    /// blob (`chunks` is its manifest's count, which `stat` shows), and `new_chunks` /
+    /// `new_bytes` count the copies this put added to it: chunks it had no readable copy
+    /// of on this node, or whose copies were marked corrupt or missing (rewritten, which
+    /// repairs them).
     pub existed: bool,
 }
 
@@ -161,7 +162,7 @@ impl Store {
         });
         let read = produce(Feed { block_tx, hash_tx });
 
-        let _fence = self.inner.gc_fence.read().await;
+        let fence = self.inner.gc_fence.read().await;
         let write = self.write_batches(batch_rx);
         let (read_res, write_res) = tokio::join!(read, write);
         // A failed writer stops the chunker and then the reader ("pipeline stopped"), so
@@ -171,7 +172,10 @@ impl Store {
         read_res.map_err(|e| e.context_prefix("reading input"))?;
         chunker.await??;
         let (id, size) = hasher.await?;
-        self.commit(id, size, params, written).await
+        let done = self.commit(id, size, params, written).await?;
+        drop(fence);
+        self.discard_hot(done.discard).await;
+        Ok(done.receipt)
     }
 
     /// The writer side of the pipeline, itself three stages so that no step waits on
@@ -242,15 +246,21 @@ impl Store {
         size: u64,
         params: ChunkerParams,
         w: Written,
-    ) -> Result<PutReceipt> {
+    ) -> Result<Committed> {
         if w.new_chunks > 0 && !(self.inner.wal_shared && self.inner.settings.hot.sync) {
             self.inner.hot.sync().await?;
         } else if w.unlogged() {
             self.inner.hot.sync_unlogged().await?;
         }
         let chunks = w.entries.len() as u64;
-        // `replicated` durability: the new chunks also go to a warm pack before the commit.
-        let replicas = self.replicate(&w.locations).await?;
+        let written: Vec<ChunkId> = w.locations.iter().map(|l| l.chunk).collect();
+        // `replicated` durability packs the new chunks into warm before the commit. When
+        // the blob already exists with other chunking settings, these chunks are not its
+        // chunks: uploading them would only leave a pack nobody records.
+        let replicas = match self.existing_other_cut(&id, params, &w).await? {
+            Some(existing) => return Ok(self.existed(&existing, None, written)),
+            None => self.replicate(&w.locations).await?,
+        };
         let commit = BlobCommit {
             blob: BlobRecord {
                 id,
@@ -272,39 +282,31 @@ impl Store {
             reused_bytes: size - w.new_bytes,
             existed: false,
         };
-        let written: Vec<ChunkId> = commit
-            .new_locations
-            .iter()
-            .filter(|l| l.tier == Tier::Hot)
-            .map(|l| l.chunk)
-            .collect();
-        let outcome = self.inner.meta.commit_blob(&commit).await?;
-        if !matches!(outcome, CommitOutcome::MissingChunks(_)) {
-            self.confirm_hot(written).await;
-        }
-        match outcome {
+        match self.inner.meta.commit_blob(&commit).await? {
             CommitOutcome::Committed => {
+                self.confirm_hot(written).await;
                 tracing::debug!(blob = %id.short(), size, chunks, new = w.new_chunks, "put committed");
-                Ok(receipt)
+                Ok(Committed { receipt, discard: Vec::new() })
             }
-            CommitOutcome::AlreadyExists(_) => {
-                // Copies this put rewrote (because the existing ones were marked bad)
-                // now hold verified bytes: record that, which repairs the blob.
-                let repaired: Vec<VerifyRecord> = commit
-                    .new_locations
-                    .into_iter()
-                    .map(|location| VerifyRecord { location, health: Health::Ok, at_ms: commit.blob.created_ms, detail: "rewritten by put".into() })
-                    .collect();
-                if !repaired.is_empty() {
-                    self.inner.meta.record_verification(&repaired).await?;
+            CommitOutcome::AlreadyExists(existing) => {
+                if existing.params != params || commit.new_locations.is_empty() {
+                    return Ok(self.existed(&existing, None, written));
                 }
-                Ok(PutReceipt {
-                new_chunks: 0,
-                new_bytes: 0,
-                reused_bytes: size,
-                    existed: true,
-                    ..receipt
-                })
+                // Same content, same cut: the chunks this put wrote are the blob's own
+                // (chunks it had no readable copy of here, or whose copies were marked
+                // bad). Record them as copies, which also repairs bad ones; left
+                // unrecorded they would be bytes no gc ever finds.
+                match self.inner.meta.add_locations(&commit.new_locations).await {
+                    Ok(()) => {
+                        self.confirm_hot(written).await;
+                        Ok(self.existed(&existing, Some(&receipt), Vec::new()))
+                    }
+                    // A chunk record went away (the blob was deleted meanwhile).
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        Ok(self.existed(&existing, None, written))
+                    }
+                    Err(e) => Err(e),
+                }
             }
             CommitOutcome::MissingChunks(missing) => Err(Error::unavailable(format!(
                 "chunks vanished during the put ({} chunks, first {}); nothing was committed, retry the put",
@@ -313,9 +315,87 @@ impl Store {
             ))),
         }
     }
+
+    /// For a `replicated` put that wrote chunks: the blob's record if it is already
+    /// committed with other chunking parameters (checked before uploading a pack).
+    async fn existing_other_cut(
+        &self,
+        id: &BlobId,
+        params: ChunkerParams,
+        w: &Written,
+    ) -> Result<Option<BlobRecord>> {
+        if self.inner.settings.durability.mode != Durability::Replicated || w.locations.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .inner
+            .meta
+            .blob(id)
+            .await?
+            .filter(|b| b.params != params))
+    }
+
+    /// The outcome of a put whose blob was already committed: the receipt describes the
+    /// stored blob (its chunk count, as `stat` gives it). `stored` is this put's receipt
+    /// when the copies it wrote were recorded; otherwise nothing was stored and the
+    /// chunks it wrote to hot are to be deleted.
+    fn existed(
+        &self,
+        existing: &BlobRecord,
+        stored: Option<&PutReceipt>,
+        discard: Vec<ChunkId>,
+    ) -> Committed {
+        let (new_chunks, new_bytes) = stored.map_or((0, 0), |r| (r.new_chunks, r.new_bytes));
+        Committed {
+            receipt: PutReceipt {
+                id: existing.id,
+                size: existing.size,
+                chunks: existing.chunk_count,
+                new_chunks,
+                new_bytes,
+                reused_bytes: existing.size - new_bytes.min(existing.size),
+                existed: true,
+            },
+            discard,
+        }
+    }
+}
+
+/// A put's receipt, and the chunks it wrote to hot that no metadata records (its blob
+/// existed already): deleted once the put has let go of the GC fence.
+struct Committed {
+    receipt: PutReceipt,
+    discard: Vec<ChunkId>,
 }
 
 impl Store {
+    /// Delete chunks a put wrote to hot and did not record (see [`Committed`]), as GC
+    /// would: holding the fence exclusively, keeping any a concurrent put or promotion
+    /// recorded meanwhile. A failure leaves them to `gc`'s sweep of unconfirmed writes.
+    async fn discard_hot(&self, ids: Vec<ChunkId>) {
+        if ids.is_empty() {
+            return;
+        }
+        let node = &self.inner.node;
+        let _fence = self.inner.gc_fence.write().await;
+        let swept = async {
+            let now = self.inner.meta.locations_many(&ids).await?;
+            let gone: Vec<ChunkId> = ids
+                .iter()
+                .filter(|c| {
+                    !now.get(c)
+                        .is_some_and(|ls| ls.iter().any(|l| l.is_hot_on(node)))
+                })
+                .copied()
+                .collect();
+            self.inner.hot.delete_many(gone).await?;
+            self.inner.hot.confirm(ids.clone()).await
+        };
+        if let Err(e) = swept.await {
+            tracing::warn!(error = %e, "could not delete the chunks of a put whose blob existed; gc will");
+        }
+    }
+
     /// Drop the hot tier's unconfirmed notes of chunks whose locations are now recorded.
     /// A note left behind only makes the next `gc` look the chunk up and keep it.
     pub(super) async fn confirm_hot(&self, ids: Vec<ChunkId>) {
