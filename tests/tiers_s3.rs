@@ -91,15 +91,14 @@ async fn moto_round_trip_hot_warm_cold_and_back() {
     store.move_blob(&id, Tier::Cold).await.expect("to cold");
     let st = store.stat(&id).await.expect("stat");
     assert_eq!((st.tiers.warm, st.tiers.cold), (0, before), "{st:?}");
-    // GLACIER on moto: unreadable until restored; the failed read asks for the
-    // restores. Moto completes them at once, so the next check finds them readable.
-    let err = store.get(&id).await.expect_err("archived");
-    assert_eq!(err.kind(), ErrorKind::RestorePending, "{err}");
+    // GLACIER on moto: unreadable until restored. Checking asks for the restores and
+    // reports them pending; moto then completes them at once.
     let size = data.len() as u64;
-    store
+    let err = store
         .wait_readable(&id, 0..size, std::time::Duration::ZERO)
         .await
-        .expect("restored at once");
+        .expect_err("archived");
+    assert_eq!(err.kind(), ErrorKind::RestorePending, "{err}");
     let got = store
         .get_wait(&id, None, std::time::Duration::from_secs(20))
         .await

@@ -212,6 +212,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn restore_status(&self, key: &str) -> Result<RestoreStatus> {
         Ok(self.head(key).await?.restore)
     }
+
+    /// Whether reading an object in an archive class needs a restore here. True unless
+    /// the store learned otherwise: an S3 server that refused a RestoreObject as
+    /// unsupported and then served the object's bytes (SeaweedFS) keeps storage
+    /// classes as labels only.
+    fn enforces_archive(&self) -> bool {
+        true
+    }
 }
 
 /// Check an object key: 1 to [`MAX_KEY_LEN`] bytes of ASCII letters, digits and

@@ -431,6 +431,10 @@ impl ObjectStore for S3ObjectStore {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }
 
+    fn enforces_archive(&self) -> bool {
+        !self.archive_unenforced.load(Ordering::Relaxed)
+    }
+
     async fn put(&self, key: &str, body: Bytes, class: StorageClass) -> Result<()> {
         let full = self.full_key(key)?;
         if body.len() > self.part_size {

@@ -190,20 +190,15 @@ impl Store {
                     self.note_restored(&pack, expiry_ms).await?
                 }
                 s if s.is_readable() => {}
-                status => {
+                _ => {
                     self.request_restore(Tier::Cold, &pack).await?;
-                    // A restore can complete at once, and a server without archive
-                    // semantics serves the object as it is (docs/objects.md).
-                    let at_once = status == RestoreStatus::Archived
-                        && self
-                            .inner
-                            .tiers
-                            .cold
-                            .restore_status(&pack)
-                            .await?
-                            .is_readable();
-                    if !at_once {
+                    if self.inner.tiers.cold.store().enforces_archive() {
                         pending += 1;
+                    } else {
+                        // The server refused the restore and serves the object as it
+                        // is (docs/objects.md); recording that lets other processes
+                        // ask again instead of waiting on a restore nobody runs.
+                        self.note_restored(&pack, None).await?;
                     }
                 }
             }
