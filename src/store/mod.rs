@@ -11,6 +11,7 @@ mod assemble;
 mod fetch;
 mod identity;
 mod put;
+mod put_existing;
 mod read;
 mod restore;
 mod tiering;
