@@ -27,6 +27,7 @@ mod faulty;
 mod local;
 mod s3;
 mod s3_errors;
+mod s3_timeouts;
 
 pub use faulty::FaultyObjectStore;
 pub use local::LocalObjectStore;

@@ -8,8 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{Region, StalledStreamProtectionConfig};
+use aws_sdk_s3::config::Region;
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
@@ -23,6 +22,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::s3_errors::{
     date_ms, error_code, map_sdk_error, parse_restore_header, restore_unsupported, Op,
 };
+use super::s3_timeouts::{client_timeouts, Timeouts};
 use super::{
     check_range, validate_key, validate_prefix, ByteChunks, ObjectMeta, ObjectStore, RestoreStatus,
     StorageClass,
@@ -37,13 +37,6 @@ pub const DEFAULT_PART_SIZE: usize = 16 * 1024 * 1024;
 const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 /// Parts of one upload in flight at once.
 const PART_CONCURRENCY: usize = 4;
-/// Whole-operation limit of small requests when the client has no read timeout either.
-const DEFAULT_SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Slowest upload rate the response timeout of a PUT allows for (256 KiB/s): a 64 MiB
-/// pack gets 256 s plus the read timeout. Slower links stall-check anyway: the SDK cuts
-/// an upload that makes no progress for the read timeout.
-const UPLOAD_FLOOR_BYTES_PER_SEC: u64 = 256 * 1024;
-
 /// An [`ObjectStore`] on an S3 bucket. Every key is stored as `prefix + key`.
 ///
 /// Retries (throttling, 5xx, timeouts, refused connections) use the SDK's standard
@@ -60,15 +53,6 @@ pub struct S3ObjectStore {
     /// archived object's bytes: it stores archive classes without enforcing them
     /// (SeaweedFS), so archived objects count as readable.
     archive_unenforced: Arc<AtomicBool>,
-}
-
-/// Timeouts beyond the client's own (connect and read).
-#[derive(Clone, Debug)]
-struct Timeouts {
-    /// The client's timeouts, which per-request settings extend.
-    base: TimeoutConfig,
-    /// Whole-operation limit of small requests.
-    small: Duration,
 }
 
 impl S3ObjectStore {
@@ -91,26 +75,7 @@ impl S3ObjectStore {
     /// GET or PUT that keeps moving is never cut. Small requests get `timeout_secs` in
     /// all (see [`with_small_request_timeout`](Self::with_small_request_timeout)).
     pub async fn client_config(conn: &S3Connection) -> Result<aws_sdk_s3::Config> {
-        for (key, value) in [
-            ("max_attempts", u64::from(conn.max_attempts)),
-            ("timeout_secs", conn.timeout_secs),
-            ("connect_timeout_secs", conn.connect_timeout_secs),
-            ("read_timeout_secs", conn.read_timeout_secs),
-        ] {
-            if value == 0 {
-                return Err(Error::invalid(format!(
-                    "s3 connection: {key} must be at least 1"
-                )));
-            }
-        }
-        let read = Duration::from_secs(conn.read_timeout_secs);
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(conn.connect_timeout_secs))
-            .read_timeout(read)
-            .build();
-        let stalled = StalledStreamProtectionConfig::enabled()
-            .grace_period(read)
-            .build();
+        let (timeouts, stalled) = client_timeouts(conn)?;
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .http_client(https_client())
             .region(Region::new(conn.region.clone()))
@@ -132,18 +97,13 @@ impl S3ObjectStore {
             return Err(Error::invalid("s3 connection: empty bucket name"));
         }
         validate_prefix(prefix).map_err(|e| e.context_prefix("s3 connection prefix"))?;
-        let base = client
-            .config()
-            .timeout_config()
-            .cloned()
-            .unwrap_or_else(TimeoutConfig::disabled);
-        let small = base.read_timeout().unwrap_or(DEFAULT_SMALL_REQUEST_TIMEOUT);
+        let timeouts = Timeouts::of_client(&client);
         Ok(S3ObjectStore {
             client,
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
             part_size: DEFAULT_PART_SIZE,
-            timeouts: Timeouts { base, small },
+            timeouts,
             archive_unenforced: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -154,29 +114,6 @@ impl S3ObjectStore {
     pub fn with_small_request_timeout(mut self, total: Duration) -> Self {
         self.timeouts.small = total;
         self
-    }
-
-    /// Per-request settings for a small request (see
-    /// [`with_small_request_timeout`](Self::with_small_request_timeout)).
-    fn small(&self) -> aws_sdk_s3::config::Builder {
-        let t = self
-            .timeouts
-            .base
-            .to_builder()
-            .operation_timeout(self.timeouts.small);
-        aws_sdk_s3::config::Builder::new().timeout_config(t.build())
-    }
-
-    /// Per-request settings for a PUT of `len` body bytes: the response may take as
-    /// long as sending the body at [`UPLOAD_FLOOR_BYTES_PER_SEC`] plus the read timeout
-    /// (the SDK counts the upload in the wait for a response).
-    fn upload(&self, len: usize) -> aws_sdk_s3::config::Builder {
-        let mut t = self.timeouts.base.to_builder();
-        if let Some(read) = self.timeouts.base.read_timeout() {
-            let sending = Duration::from_secs((len as u64).div_ceil(UPLOAD_FLOOR_BYTES_PER_SEC));
-            t = t.read_timeout(read + sending);
-        }
-        aws_sdk_s3::config::Builder::new().timeout_config(t.build())
     }
 
     /// Use parts of `bytes` (at least 5 MiB) for bodies larger than that.
@@ -214,7 +151,7 @@ impl S3ObjectStore {
             .storage_class(class.as_str().into())
             .body(ByteStream::from(body))
             .customize()
-            .config_override(self.upload(len))
+            .config_override(self.timeouts.upload(len))
             .send()
             .await
             .map_err(|e| map_sdk_error(Op::Put, &self.what(full), e))?;
@@ -230,7 +167,7 @@ impl S3ObjectStore {
             .key(full)
             .storage_class(class.as_str().into())
             .customize()
-            .config_override(self.small())
+            .config_override(self.timeouts.small())
             .send()
             .await
             .map_err(|e| map_sdk_error(Op::Multipart, &what, e))?;
@@ -253,7 +190,7 @@ impl S3ObjectStore {
                             .build(),
                     )
                     .customize()
-                    .config_override(self.small())
+                    .config_override(self.timeouts.small())
                     .send()
                     .await;
                 match sent {
@@ -280,7 +217,7 @@ impl S3ObjectStore {
                 .key(full)
                 .upload_id(&upload_id)
                 .customize()
-                .config_override(self.small())
+                .config_override(self.timeouts.small())
                 .send()
                 .await;
             if let Err(e) = aborted {
@@ -299,7 +236,7 @@ impl S3ObjectStore {
             .bucket(&self.bucket)
             .key(full)
             .customize()
-            .config_override(self.small())
+            .config_override(self.timeouts.small())
             .send()
             .await
         {
@@ -325,7 +262,7 @@ impl S3ObjectStore {
         futures::stream::iter(0..count)
             .map(|i| {
                 let part = body.slice(i * size..body.len().min((i + 1) * size));
-                let timeouts = self.upload(part.len());
+                let timeouts = self.timeouts.upload(part.len());
                 let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
                 let what = &what;
                 async move {
@@ -503,7 +440,7 @@ impl ObjectStore for S3ObjectStore {
             .bucket(&self.bucket)
             .key(&full)
             .customize()
-            .config_override(self.small())
+            .config_override(self.timeouts.small())
             .send()
             .await
             .map_err(|e| map_sdk_error(Op::Head, &self.what(&full), e))?;
@@ -535,7 +472,7 @@ impl ObjectStore for S3ObjectStore {
             .bucket(&self.bucket)
             .key(&full)
             .customize()
-            .config_override(self.small())
+            .config_override(self.timeouts.small())
             .send()
             .await
         {
@@ -560,7 +497,7 @@ impl ObjectStore for S3ObjectStore {
                 .optional_object_attributes(OptionalObjectAttributes::RestoreStatus)
                 .set_continuation_token(token.take())
                 .customize()
-                .config_override(self.small())
+                .config_override(self.timeouts.small())
                 .send()
                 .await
                 .map_err(|e| map_sdk_error(Op::List, &what, e))?;
@@ -616,7 +553,7 @@ impl ObjectStore for S3ObjectStore {
             .metadata_directive(MetadataDirective::Replace)
             // The server copies before it answers: allow for an object as large as a pack.
             .customize()
-            .config_override(self.upload(self.part_size))
+            .config_override(self.timeouts.upload(self.part_size))
             .send()
             .await
             .map_err(|e| {
@@ -650,7 +587,7 @@ impl ObjectStore for S3ObjectStore {
             .key(&full)
             .restore_request(request)
             .customize()
-            .config_override(self.small())
+            .config_override(self.timeouts.small())
             .send()
             .await;
         match sent {
