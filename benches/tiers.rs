@@ -156,6 +156,8 @@ fn tiers(c: &mut Criterion) {
         path_style: true,
         prefix: "bench/".into(),
         timeout_secs: 30,
+        connect_timeout_secs: 5,
+        read_timeout_secs: 30,
         max_attempts: 3,
     };
     let client = rt.block_on(async {

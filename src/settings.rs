@@ -145,9 +145,21 @@ pub struct S3Connection {
     /// Prefix of every key strata writes. Default `packs/`.
     #[serde(default = "default_prefix")]
     pub prefix: String,
-    /// Seconds before one request attempt times out. Default 30.
+    /// Seconds a request without a large body (HEAD, DELETE, a LIST page, RESTORE,
+    /// the steps of a multipart upload around its parts) may take in all, retries
+    /// included. Default 30. GETs and PUTs of packs have no such limit: a transfer that
+    /// keeps moving is never cut (see `read_timeout_secs`).
     #[serde(default = "default_s3_timeout")]
     pub timeout_secs: u64,
+    /// Seconds to wait for a TCP (and TLS) connection to the endpoint. Default 5.
+    #[serde(default = "default_s3_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait for a response once a request has been sent (for a PUT, once its
+    /// body could have been sent at 256 KiB/s), and the longest a body being sent or
+    /// received may make no progress. Each attempt; a timed-out attempt is retried up
+    /// to `max_attempts`. Default 10.
+    #[serde(default = "default_s3_read_timeout")]
+    pub read_timeout_secs: u64,
     /// Attempts per request for throttling, 5xx and timeouts. Default 4.
     #[serde(default = "default_s3_attempts")]
     pub max_attempts: u32,
@@ -163,6 +175,14 @@ fn default_prefix() -> String {
 
 fn default_s3_timeout() -> u64 {
     30
+}
+
+fn default_s3_connect_timeout() -> u64 {
+    5
+}
+
+fn default_s3_read_timeout() -> u64 {
+    10
 }
 
 fn default_s3_attempts() -> u32 {

@@ -641,6 +641,15 @@ impl MetaStore for EmbeddedMeta {
         })
         .await
     }
+
+    async fn store_id(&self, proposed: &str) -> Result<super::StoreId> {
+        let proposed = proposed.to_string();
+        self.blocking(move |inner| inner.store_id(&proposed)).await
+    }
+
+    async fn has_packs(&self, tier: Tier) -> Result<bool> {
+        self.blocking(move |inner| inner.has_packs(tier)).await
+    }
 }
 
 #[cfg(test)]

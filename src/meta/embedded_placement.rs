@@ -12,10 +12,48 @@ use super::{lock, EmbeddedMeta, Inner};
 use crate::error::{Error, Result};
 use crate::meta::codec::{key_of, location_value};
 use crate::meta::placement::{allowed_removals, PackRecord, PackRestore, PlacementStore};
-use crate::model::Location;
+use crate::meta::StoreId;
+use crate::model::{Location, Tier};
 use crate::rocks::{self, cf};
 
+/// Key of the store id in the `system` column family.
+const STORE_ID_KEY: &[u8] = b"store_id";
+
 impl Inner {
+    /// See [`MetaStore::store_id`](crate::meta::MetaStore::store_id).
+    pub(super) fn store_id(&self, proposed: &str) -> Result<StoreId> {
+        let _guard = lock(&self.write_lock);
+        let sys = cf(&self.db, rocks::CF_SYSTEM)?;
+        if let Some(v) = self.db.get_pinned_cf(sys, STORE_ID_KEY)? {
+            let id = std::str::from_utf8(&v)
+                .map_err(|_| Error::corrupt("embedded store id is not UTF-8"))?;
+            return Ok(StoreId {
+                id: id.to_string(),
+                created: false,
+            });
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(sys, STORE_ID_KEY, proposed.as_bytes());
+        self.write(batch)?;
+        Ok(StoreId {
+            id: proposed.to_string(),
+            created: true,
+        })
+    }
+
+    /// Whether a pack of `tier` is recorded (pack names start with the tier's name).
+    pub(super) fn has_packs(&self, tier: Tier) -> Result<bool> {
+        let packs = cf(&self.db, rocks::CF_PACKS)?;
+        let prefix = format!("{}/", tier.as_str());
+        let mut it = self.db.raw_iterator_cf(packs);
+        it.seek(prefix.as_bytes());
+        if let Some(k) = it.key() {
+            return Ok(k.starts_with(prefix.as_bytes()));
+        }
+        it.status()?;
+        Ok(false)
+    }
+
     fn pack_record(&self, id: &str) -> Result<Option<PackRecord>> {
         let cf = cf(&self.db, rocks::CF_PACKS)?;
         match self.db.get_pinned_cf(cf, id.as_bytes())? {

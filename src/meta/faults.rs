@@ -142,6 +142,14 @@ impl MetaStore for FaultyMeta {
         self.check("stats", None)?;
         self.inner.stats().await
     }
+    async fn store_id(&self, proposed: &str) -> Result<super::StoreId> {
+        self.check("store_id", None)?;
+        self.inner.store_id(proposed).await
+    }
+    async fn has_packs(&self, tier: crate::model::Tier) -> Result<bool> {
+        self.check("has_packs", None)?;
+        self.inner.has_packs(tier).await
+    }
 }
 
 #[async_trait]

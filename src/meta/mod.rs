@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::id::{BlobId, ChunkId};
 use crate::model::{
     BlobCommit, BlobRecord, ChunkRecord, ClaimRequest, CommitOutcome, GcCandidate, Location,
-    ManifestEntry, MetaStats, RefcountMismatch, VerifyRecord,
+    ManifestEntry, MetaStats, RefcountMismatch, Tier, VerifyRecord,
 };
 
 pub mod codec;
@@ -112,6 +112,24 @@ pub trait MetaStore: PlacementStore + Send + Sync + 'static {
 
     /// Row counts and schema version.
     async fn stats(&self) -> Result<MetaStats>;
+
+    /// The store's id: the one recorded when its metadata was created, or `proposed`,
+    /// recorded now, when there is none (a new store, or one from before store ids).
+    /// Concurrent callers all get the id recorded first (docs/tiers.md, "Store
+    /// identity").
+    async fn store_id(&self, proposed: &str) -> Result<StoreId>;
+
+    /// Whether any pack of `tier` is recorded.
+    async fn has_packs(&self, tier: Tier) -> Result<bool>;
+}
+
+/// A store's id as [`MetaStore::store_id`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreId {
+    /// The id (`store-` and 32 hex digits for ids strata makes).
+    pub id: String,
+    /// True when this call recorded it: the metadata had none.
+    pub created: bool,
 }
 
 /// What `strata meta check` reports: row counts, schema version, and every reference

@@ -177,6 +177,10 @@ impl ObjectStore for FaultyObjectStore {
         format!("faulty({})", self.inner.describe())
     }
 
+    fn enforces_archive(&self) -> bool {
+        self.inner.enforces_archive()
+    }
+
     async fn put(&self, key: &str, body: Bytes, class: StorageClass) -> Result<()> {
         self.enter(0, true).await?;
         self.inner.put(key, body, class).await

@@ -27,6 +27,7 @@ mod faulty;
 mod local;
 mod s3;
 mod s3_errors;
+mod s3_timeouts;
 
 pub use faulty::FaultyObjectStore;
 pub use local::LocalObjectStore;
@@ -211,6 +212,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// The restore state alone (one `head`).
     async fn restore_status(&self, key: &str) -> Result<RestoreStatus> {
         Ok(self.head(key).await?.restore)
+    }
+
+    /// Whether reading an object in an archive class needs a restore here. True unless
+    /// the store learned otherwise: an S3 server that refused a RestoreObject as
+    /// unsupported and then served the object's bytes (SeaweedFS) keeps storage
+    /// classes as labels only.
+    fn enforces_archive(&self) -> bool {
+        true
     }
 }
 

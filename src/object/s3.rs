@@ -1,12 +1,13 @@
 //! [`S3ObjectStore`]: the [`ObjectStore`] on any S3 endpoint, through aws-sdk-s3.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
@@ -18,7 +19,10 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
-use super::s3_errors::{date_ms, error_code, map_sdk_error, parse_restore_header, Op};
+use super::s3_errors::{
+    date_ms, error_code, map_sdk_error, parse_restore_header, restore_unsupported, Op,
+};
+use super::s3_timeouts::{client_timeouts, Timeouts};
 use super::{
     check_range, validate_key, validate_prefix, ByteChunks, ObjectMeta, ObjectStore, RestoreStatus,
     StorageClass,
@@ -33,9 +37,6 @@ pub const DEFAULT_PART_SIZE: usize = 16 * 1024 * 1024;
 const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 /// Parts of one upload in flight at once.
 const PART_CONCURRENCY: usize = 4;
-/// Connect timeout, at most.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// An [`ObjectStore`] on an S3 bucket. Every key is stored as `prefix + key`.
 ///
 /// Retries (throttling, 5xx, timeouts, refused connections) use the SDK's standard
@@ -47,42 +48,40 @@ pub struct S3ObjectStore {
     bucket: String,
     prefix: String,
     part_size: usize,
+    timeouts: Timeouts,
+    /// Set once the server refused a RestoreObject as unsupported and then served the
+    /// archived object's bytes: it stores archive classes without enforcing them
+    /// (SeaweedFS), so archived objects count as readable.
+    archive_unenforced: Arc<AtomicBool>,
 }
 
 impl S3ObjectStore {
     /// Connect as `conn` says: explicit endpoint when set, path-style addressing when
     /// asked, the region, credentials from the default AWS chain (environment, profile,
-    /// web identity, container or instance role), `max_attempts` attempts per request and
-    /// a `timeout_secs` timeout per attempt. Sends no request.
+    /// web identity, container or instance role), `max_attempts` attempts per request,
+    /// and the timeouts of [`client_config`](Self::client_config). Sends no request.
     pub async fn connect(conn: &S3Connection) -> Result<Self> {
         let config = Self::client_config(conn).await?;
-        Self::from_client(Client::from_conf(config), &conn.bucket, &conn.prefix)
+        let store = Self::from_client(Client::from_conf(config), &conn.bucket, &conn.prefix)?;
+        Ok(store.with_small_request_timeout(Duration::from_secs(conn.timeout_secs)))
     }
 
     /// The SDK client configuration [`connect`](Self::connect) uses; tests use it to make
     /// a client of their own (e.g. to create buckets) or to swap the credentials.
+    ///
+    /// Timeouts: `connect_timeout_secs` for a connection, `read_timeout_secs` for the
+    /// response to each attempt and for a body that makes no progress (the SDK's
+    /// stalled-stream protection, both directions). No whole-attempt timeout: a large
+    /// GET or PUT that keeps moving is never cut. Small requests get `timeout_secs` in
+    /// all (see [`with_small_request_timeout`](Self::with_small_request_timeout)).
     pub async fn client_config(conn: &S3Connection) -> Result<aws_sdk_s3::Config> {
-        if conn.max_attempts == 0 {
-            return Err(Error::invalid(
-                "s3 connection: max_attempts must be at least 1",
-            ));
-        }
-        if conn.timeout_secs == 0 {
-            return Err(Error::invalid(
-                "s3 connection: timeout_secs must be at least 1",
-            ));
-        }
-        let timeout = Duration::from_secs(conn.timeout_secs);
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(timeout.min(CONNECT_TIMEOUT))
-            .read_timeout(timeout)
-            .operation_attempt_timeout(timeout)
-            .build();
+        let (timeouts, stalled) = client_timeouts(conn)?;
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .http_client(https_client())
             .region(Region::new(conn.region.clone()))
             .retry_config(RetryConfig::standard().with_max_attempts(conn.max_attempts))
             .timeout_config(timeouts)
+            .stalled_stream_protection(stalled)
             .load()
             .await;
         let mut builder = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(conn.path_style);
@@ -98,12 +97,23 @@ impl S3ObjectStore {
             return Err(Error::invalid("s3 connection: empty bucket name"));
         }
         validate_prefix(prefix).map_err(|e| e.context_prefix("s3 connection prefix"))?;
+        let timeouts = Timeouts::of_client(&client);
         Ok(S3ObjectStore {
             client,
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
             part_size: DEFAULT_PART_SIZE,
+            timeouts,
+            archive_unenforced: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Give requests without a large body (HEAD, DELETE, LIST pages, RESTORE, the
+    /// create / complete / abort steps of a multipart upload) `total` in all, retries
+    /// included. Default: the client's read timeout.
+    pub fn with_small_request_timeout(mut self, total: Duration) -> Self {
+        self.timeouts.small = total;
+        self
     }
 
     /// Use parts of `bytes` (at least 5 MiB) for bodies larger than that.
@@ -133,12 +143,15 @@ impl S3ObjectStore {
     }
 
     async fn put_single(&self, full: &str, body: Bytes, class: StorageClass) -> Result<()> {
+        let len = body.len();
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(full)
             .storage_class(class.as_str().into())
             .body(ByteStream::from(body))
+            .customize()
+            .config_override(self.timeouts.upload(len))
             .send()
             .await
             .map_err(|e| map_sdk_error(Op::Put, &self.what(full), e))?;
@@ -153,6 +166,8 @@ impl S3ObjectStore {
             .bucket(&self.bucket)
             .key(full)
             .storage_class(class.as_str().into())
+            .customize()
+            .config_override(self.timeouts.small())
             .send()
             .await
             .map_err(|e| map_sdk_error(Op::Multipart, &what, e))?;
@@ -174,6 +189,8 @@ impl S3ObjectStore {
                             .set_parts(Some(parts))
                             .build(),
                     )
+                    .customize()
+                    .config_override(self.timeouts.small())
                     .send()
                     .await;
                 match sent {
@@ -199,6 +216,8 @@ impl S3ObjectStore {
                 .bucket(&self.bucket)
                 .key(full)
                 .upload_id(&upload_id)
+                .customize()
+                .config_override(self.timeouts.small())
                 .send()
                 .await;
             if let Err(e) = aborted {
@@ -216,6 +235,8 @@ impl S3ObjectStore {
             .head_object()
             .bucket(&self.bucket)
             .key(full)
+            .customize()
+            .config_override(self.timeouts.small())
             .send()
             .await
         {
@@ -241,6 +262,7 @@ impl S3ObjectStore {
         futures::stream::iter(0..count)
             .map(|i| {
                 let part = body.slice(i * size..body.len().min((i + 1) * size));
+                let timeouts = self.timeouts.upload(part.len());
                 let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
                 let what = &what;
                 async move {
@@ -252,6 +274,8 @@ impl S3ObjectStore {
                         .upload_id(upload_id)
                         .part_number(number)
                         .body(ByteStream::from(part))
+                        .customize()
+                        .config_override(timeouts)
                         .send()
                         .await
                         .map_err(|e| map_sdk_error(Op::Multipart, what, e))?;
@@ -344,6 +368,10 @@ impl ObjectStore for S3ObjectStore {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }
 
+    fn enforces_archive(&self) -> bool {
+        !self.archive_unenforced.load(Ordering::Relaxed)
+    }
+
     async fn put(&self, key: &str, body: Bytes, class: StorageClass) -> Result<()> {
         let full = self.full_key(key)?;
         if body.len() > self.part_size {
@@ -411,14 +439,18 @@ impl ObjectStore for S3ObjectStore {
             .head_object()
             .bucket(&self.bucket)
             .key(&full)
+            .customize()
+            .config_override(self.timeouts.small())
             .send()
             .await
             .map_err(|e| map_sdk_error(Op::Head, &self.what(&full), e))?;
         let storage_class = class_of(out.storage_class().map(|c| c.as_str()));
-        let restore = if storage_class.needs_restore() {
-            parse_restore_header(out.restore())
-        } else {
+        let restore = if !storage_class.needs_restore() {
             RestoreStatus::NotArchived
+        } else if self.archive_unenforced.load(Ordering::Relaxed) {
+            RestoreStatus::Restored { expiry_ms: None }
+        } else {
+            parse_restore_header(out.restore())
         };
         Ok(ObjectMeta {
             key: key.to_string(),
@@ -439,6 +471,8 @@ impl ObjectStore for S3ObjectStore {
             .delete_object()
             .bucket(&self.bucket)
             .key(&full)
+            .customize()
+            .config_override(self.timeouts.small())
             .send()
             .await
         {
@@ -462,6 +496,8 @@ impl ObjectStore for S3ObjectStore {
                 .prefix(&full_prefix)
                 .optional_object_attributes(OptionalObjectAttributes::RestoreStatus)
                 .set_continuation_token(token.take())
+                .customize()
+                .config_override(self.timeouts.small())
                 .send()
                 .await
                 .map_err(|e| map_sdk_error(Op::List, &what, e))?;
@@ -515,6 +551,9 @@ impl ObjectStore for S3ObjectStore {
             // REPLACE: some servers refuse an in-place class change with COPY; strata
             // keeps no user metadata on objects.
             .metadata_directive(MetadataDirective::Replace)
+            // The server copies before it answers: allow for an object as large as a pack.
+            .customize()
+            .config_override(self.timeouts.upload(self.part_size))
             .send()
             .await
             .map_err(|e| {
@@ -547,11 +586,22 @@ impl ObjectStore for S3ObjectStore {
             .bucket(&self.bucket)
             .key(&full)
             .restore_request(request)
+            .customize()
+            .config_override(self.timeouts.small())
             .send()
             .await;
         match sent {
             Ok(_) => Ok(()),
             Err(e) if error_code(&e) == Some("RestoreAlreadyInProgress") => Ok(()),
+            // No archive semantics on this server: if it serves the object's bytes as it
+            // is, there is nothing to restore (docs/objects.md).
+            Err(e) if restore_unsupported(&e) && self.get_range(key, 0..1).await.is_ok() => {
+                if !self.archive_unenforced.swap(true, Ordering::Relaxed) {
+                    tracing::info!(store = %self.describe(),
+                        "the server does not implement archive restores and serves archived objects directly; reading them without restores");
+                }
+                Ok(())
+            }
             Err(e) => {
                 let err = map_sdk_error(Op::Restore, &self.what(&full), e);
                 if err.kind() == ErrorKind::InvalidInput

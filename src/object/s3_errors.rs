@@ -173,6 +173,24 @@ pub(crate) fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse
     }
 }
 
+/// Whether a RestoreObject failed because the server does not implement it (SeaweedFS
+/// answers `MethodNotAllowed`, HTTP 405; others `NotImplemented`, 501). Such a server
+/// keeps the storage class as a label and does not enforce archive reads.
+pub(crate) fn restore_unsupported<E: ProvideErrorMetadata>(
+    err: &SdkError<E, HttpResponse>,
+) -> bool {
+    match err {
+        SdkError::ServiceError(se) => {
+            unsupported(se.err().code().unwrap_or(""), se.raw().status().as_u16())
+        }
+        _ => false,
+    }
+}
+
+fn unsupported(code: &str, status: u16) -> bool {
+    matches!(code, "MethodNotAllowed" | "NotImplemented") || status == 405 || status == 501
+}
+
 /// Parse `x-amz-restore` for an object in an archive class: absent → `Archived`,
 /// `ongoing-request="true"` → `InProgress`, `ongoing-request="false", expiry-date="…"` →
 /// `Restored` (expiry in ms when the date parses).
@@ -280,5 +298,15 @@ mod tests {
             service_kind(Op::Restore, "MethodNotAllowed", 405),
             ErrorKind::InvalidInput
         );
+    }
+
+    #[test]
+    fn unsupported_restore_is_told_by_code_or_status() {
+        assert!(unsupported("MethodNotAllowed", 405));
+        assert!(unsupported("NotImplemented", 501));
+        assert!(unsupported("", 405));
+        assert!(!unsupported("InvalidObjectState", 403));
+        assert!(!unsupported("AccessDenied", 403));
+        assert!(!unsupported("", 500));
     }
 }

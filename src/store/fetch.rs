@@ -48,10 +48,26 @@ pub(super) fn shared_candidates(locs: &[Location]) -> Vec<Location> {
     c
 }
 
+/// A shared copy's object not found by this node becomes `Unavailable`: one node's view
+/// of a bucket does not prove a copy lost for every node.
+fn not_found_here(e: Error, read: &ChunkRead) -> Error {
+    if e.kind() != ErrorKind::NotFound {
+        return e;
+    }
+    Error::unavailable(format!(
+        "chunk {}: its {} pack {} was not found from this node ({e}); the copy stays recorded \
+         (check this node's [tiers] and [connections] settings)",
+        read.chunk.short(),
+        read.location.tier.as_str(),
+        read.location.pack
+    ))
+}
+
 impl Store {
     /// Read chunks from their warm or cold copies, trying each chunk's copies in order.
-    /// Copies that fail verification are marked `corrupt`, vanished ones `missing`; an
-    /// archived pack gets its one restore request. One result per input.
+    /// Copies that fail verification are marked `corrupt`; a pack object not found is
+    /// `Unavailable` and not marked (a scrubber confirms a loss); an archived pack gets
+    /// its one restore request. One result per input.
     pub(super) async fn read_shared(
         &self,
         wants: &[(ChunkId, Option<u32>, Vec<Location>)],
@@ -96,9 +112,12 @@ impl Store {
                         out[i] = Some(bytes);
                     }
                     Err(e) => {
+                        // A pack object this node cannot find is not marked missing: the
+                        // copy is shared, and this node may be looking in the wrong place
+                        // (docs/tiers.md, "Missing pack objects"). Here it is unavailable.
+                        let e = not_found_here(e, read);
                         let health = match e.kind() {
                             ErrorKind::Corrupt => Some(Health::Corrupt),
-                            ErrorKind::NotFound => Some(Health::Missing),
                             _ => None,
                         };
                         if let Some(health) = health {

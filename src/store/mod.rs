@@ -9,7 +9,9 @@ mod access;
 mod admin;
 mod assemble;
 mod fetch;
+mod identity;
 mod put;
+mod put_existing;
 mod read;
 mod restore;
 mod tiering;
@@ -23,6 +25,7 @@ use bytes::Bytes;
 use moka::future::Cache;
 
 pub use admin::{GcReport, Stat, TierBytes};
+pub use identity::IDENTITY_KEY;
 pub use put::PutReceipt;
 pub(crate) use put::BLOCK_BYTES;
 pub use tiering::MoveReport;
@@ -142,6 +145,7 @@ impl Store {
         let tiers =
             crate::tier::Tiers::build(&settings, components.warm, components.cold, clock.clone())
                 .await?;
+        identity::check(meta.as_ref(), &tiers, &node).await?;
         let cache_bytes = settings.cache.bytes;
         // Chunk bytes get most of the budget; manifests and records are small.
         let weigh_cap = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);

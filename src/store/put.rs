@@ -18,15 +18,13 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
+use super::put_existing::Committed;
 use super::Store;
 use crate::chunking::StreamChunker;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::SHARED_ONLY;
-use crate::model::{
-    BlobCommit, BlobRecord, ChunkerParams, CommitOutcome, Health, Location, ManifestEntry, Tier,
-    VerifyRecord,
-};
+use crate::model::{BlobCommit, BlobRecord, ChunkerParams, CommitOutcome, Location, ManifestEntry};
 use crate::settings::Durability;
 
 /// Size of the blocks read from the input and handed to the chunker (also what the CLI
@@ -58,7 +56,11 @@ pub struct PutReceipt {
     pub new_bytes: u64,
     /// Bytes already present (in other blobs or earlier in this one).
     pub reused_bytes: u64,
-    /// True if the blob was already committed, so nothing changed.
+    /// True if the blob was already committed. The receipt then describes the stored
+    /// blob (`chunks` is its manifest's count, which `stat` shows), and `new_chunks` /
+    /// `new_bytes` count the copies this put added to it: chunks it had no readable copy
+    /// of on this node, or whose copies were marked corrupt or missing (rewritten, which
+    /// repairs them).
     pub existed: bool,
 }
 
@@ -161,7 +163,7 @@ impl Store {
         });
         let read = produce(Feed { block_tx, hash_tx });
 
-        let _fence = self.inner.gc_fence.read().await;
+        let fence = self.inner.gc_fence.read().await;
         let write = self.write_batches(batch_rx);
         let (read_res, write_res) = tokio::join!(read, write);
         // A failed writer stops the chunker and then the reader ("pipeline stopped"), so
@@ -171,7 +173,10 @@ impl Store {
         read_res.map_err(|e| e.context_prefix("reading input"))?;
         chunker.await??;
         let (id, size) = hasher.await?;
-        self.commit(id, size, params, written).await
+        let done = self.commit(id, size, params, written).await?;
+        drop(fence);
+        self.discard_hot(done.discard).await;
+        Ok(done.receipt)
     }
 
     /// The writer side of the pipeline, itself three stages so that no step waits on
@@ -242,15 +247,21 @@ impl Store {
         size: u64,
         params: ChunkerParams,
         w: Written,
-    ) -> Result<PutReceipt> {
+    ) -> Result<Committed> {
         if w.new_chunks > 0 && !(self.inner.wal_shared && self.inner.settings.hot.sync) {
             self.inner.hot.sync().await?;
         } else if w.unlogged() {
             self.inner.hot.sync_unlogged().await?;
         }
         let chunks = w.entries.len() as u64;
-        // `replicated` durability: the new chunks also go to a warm pack before the commit.
-        let replicas = self.replicate(&w.locations).await?;
+        let written: Vec<ChunkId> = w.locations.iter().map(|l| l.chunk).collect();
+        // `replicated` durability packs the new chunks into warm before the commit. When
+        // the blob already exists with other chunking settings, these chunks are not its
+        // chunks: uploading them would only leave a pack nobody records.
+        let replicas = match self.existing_other_cut(&id, params, &w).await? {
+            Some(existing) => return Ok(self.existed(&existing, None, written)),
+            None => self.replicate(&w.locations).await?,
+        };
         let commit = BlobCommit {
             blob: BlobRecord {
                 id,
@@ -272,39 +283,31 @@ impl Store {
             reused_bytes: size - w.new_bytes,
             existed: false,
         };
-        let written: Vec<ChunkId> = commit
-            .new_locations
-            .iter()
-            .filter(|l| l.tier == Tier::Hot)
-            .map(|l| l.chunk)
-            .collect();
-        let outcome = self.inner.meta.commit_blob(&commit).await?;
-        if !matches!(outcome, CommitOutcome::MissingChunks(_)) {
-            self.confirm_hot(written).await;
-        }
-        match outcome {
+        match self.inner.meta.commit_blob(&commit).await? {
             CommitOutcome::Committed => {
+                self.confirm_hot(written).await;
                 tracing::debug!(blob = %id.short(), size, chunks, new = w.new_chunks, "put committed");
-                Ok(receipt)
+                Ok(Committed { receipt, discard: Vec::new() })
             }
-            CommitOutcome::AlreadyExists(_) => {
-                // Copies this put rewrote (because the existing ones were marked bad)
-                // now hold verified bytes: record that, which repairs the blob.
-                let repaired: Vec<VerifyRecord> = commit
-                    .new_locations
-                    .into_iter()
-                    .map(|location| VerifyRecord { location, health: Health::Ok, at_ms: commit.blob.created_ms, detail: "rewritten by put".into() })
-                    .collect();
-                if !repaired.is_empty() {
-                    self.inner.meta.record_verification(&repaired).await?;
+            CommitOutcome::AlreadyExists(existing) => {
+                if existing.params != params || commit.new_locations.is_empty() {
+                    return Ok(self.existed(&existing, None, written));
                 }
-                Ok(PutReceipt {
-                new_chunks: 0,
-                new_bytes: 0,
-                reused_bytes: size,
-                    existed: true,
-                    ..receipt
-                })
+                // Same content, same cut: the chunks this put wrote are the blob's own
+                // (chunks it had no readable copy of here, or whose copies were marked
+                // bad). Record them as copies, which also repairs bad ones; left
+                // unrecorded they would be bytes no gc ever finds.
+                match self.inner.meta.add_locations(&commit.new_locations).await {
+                    Ok(()) => {
+                        self.confirm_hot(written).await;
+                        Ok(self.existed(&existing, Some(&receipt), Vec::new()))
+                    }
+                    // A chunk record went away (the blob was deleted meanwhile).
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        Ok(self.existed(&existing, None, written))
+                    }
+                    Err(e) => Err(e),
+                }
             }
             CommitOutcome::MissingChunks(missing) => Err(Error::unavailable(format!(
                 "chunks vanished during the put ({} chunks, first {}); nothing was committed, retry the put",
@@ -326,10 +329,10 @@ impl Store {
 }
 
 #[derive(Default)]
-struct Written {
+pub(super) struct Written {
     seen: HashSet<ChunkId>,
     entries: Vec<ManifestEntry>,
-    locations: Vec<Location>,
+    pub(super) locations: Vec<Location>,
     new_chunks: u64,
     new_bytes: u64,
 }

@@ -199,7 +199,14 @@ impl Store {
                 s if s.is_readable() => {}
                 _ => {
                     self.request_restore(Tier::Cold, &pack).await?;
-                    pending += 1;
+                    if self.inner.tiers.cold.store().enforces_archive() {
+                        pending += 1;
+                    } else {
+                        // The server refused the restore and serves the object as it
+                        // is (docs/objects.md); recording that lets other processes
+                        // ask again instead of waiting on a restore nobody runs.
+                        self.note_restored(&pack, None).await?;
+                    }
                 }
             }
         }

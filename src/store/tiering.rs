@@ -20,7 +20,7 @@ use crate::model::{Health, Location, Tier};
 use crate::pack::PackBuilder;
 use crate::settings::Durability;
 
-use super::fetch::keep_worst;
+use super::fetch::{keep_worst, shared_candidates};
 
 /// Chunks a move looks up and reads at a time.
 const MOVE_BATCH: usize = 512;
@@ -124,6 +124,11 @@ impl Store {
                         }
                         _ => {} // the metadata is stale; the read path records it
                     }
+                }
+                if shared_candidates(&l).is_empty() {
+                    // Nothing here or in a shared tier to read: say why, as a read would.
+                    keep_worst(&mut failed, unreadable_here(&id, &l, &node));
+                    continue;
                 }
                 from_shared.push((id, Some(len), l));
             }
@@ -273,5 +278,29 @@ impl Store {
             .await?;
         self.inner.meta.put_pack(&written.record).await?;
         Ok(written.locations)
+    }
+}
+
+/// Why a chunk with no healthy copy on this node or in a shared tier cannot be moved
+/// from here: held only in other nodes' hot tiers (`Unavailable`, as a read says: the
+/// bytes are fine, just not here), or by no copy at all (`Corrupt`).
+fn unreadable_here(id: &ChunkId, locations: &[Location], node: &str) -> Error {
+    let elsewhere: Vec<&str> = locations
+        .iter()
+        .filter(|l| l.tier == Tier::Hot && l.node != node && l.health == Health::Ok)
+        .map(|l| l.node.as_str())
+        .collect();
+    if elsewhere.is_empty() {
+        Error::corrupt(format!(
+            "moving chunk {}: it has no healthy copy in any tier",
+            id.short()
+        ))
+    } else {
+        Error::unavailable(format!(
+            "moving chunk {}: it is only in the hot tier of node(s) {}, not readable from \
+             {node}; run the move on that node",
+            id.short(),
+            elsewhere.join(", ")
+        ))
     }
 }

@@ -118,6 +118,8 @@ pub fn connection(endpoint: &str, bucket: &str) -> S3Connection {
         path_style: true,
         prefix: "strata-test/".into(),
         timeout_secs: 30,
+        connect_timeout_secs: 5,
+        read_timeout_secs: 30,
         max_attempts: 3,
     }
 }

@@ -35,6 +35,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "gc queue cursor",
         sql: include_str!("../migrations/0002_gc_queue_cursor.sql"),
     },
+    Migration {
+        version: 3,
+        name: "store identity",
+        sql: include_str!("../migrations/0003_store_identity.sql"),
+    },
 ];
 
 /// Advisory lock key serialising migrations ("strata" + 1 in ASCII hex).

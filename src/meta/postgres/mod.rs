@@ -14,6 +14,7 @@
 
 mod claims;
 mod errors;
+mod identity;
 mod migrate;
 mod placement;
 mod reads;
@@ -297,6 +298,15 @@ impl MetaStore for PostgresMeta {
 
     async fn stats(&self) -> Result<MetaStats> {
         self.stats_impl().await
+    }
+
+    async fn store_id(&self, proposed: &str) -> Result<super::StoreId> {
+        self.retrying("store id", || self.store_id_once(proposed))
+            .await
+    }
+
+    async fn has_packs(&self, tier: crate::model::Tier) -> Result<bool> {
+        self.has_packs_impl(tier).await
     }
 }
 
