@@ -40,6 +40,12 @@ pub trait ChunkTier: Send + Sync + 'static {
     async fn may_contain(&self, id: &ChunkId) -> bool {
         self.contains(id).await.unwrap_or(true)
     }
+    /// Whether chunks were deleted since the last reclaim compaction. Until that
+    /// compaction drops their keys, [`Self::may_contain`] says "maybe" for every one of
+    /// them, so a read must not take "maybe" for "hot". `true` is always safe.
+    fn deletions_pending(&self) -> bool {
+        true
+    }
     /// Remove chunks (call only after the metadata no longer points here).
     async fn delete_many(&self, ids: Vec<ChunkId>) -> Result<()>;
     /// Store chunks of a bulk write, bypassing the write-ahead log when the tier can:
@@ -91,15 +97,23 @@ pub struct HotTier {
     /// Held from clearing `unlogged` to the end of the flush, so a caller that finds the
     /// flag clear knows the flush covering its writes has finished.
     flushing: Arc<tokio::sync::Mutex<()>>,
+    /// Chunks were deleted since the last reclaim compaction (the persisted reclaim
+    /// marker, mirrored here so a read asks without a RocksDB call).
+    deleted: Arc<AtomicBool>,
 }
 
 impl HotTier {
     /// The hot tier inside an open database (see [`crate::rocks::open`]).
     pub fn new(db: Arc<DB>) -> Self {
+        // Read once at open; unknown counts as pending, the safe answer.
+        let pending = crate::rocks::cf(&db, CF_SYSTEM)
+            .and_then(|sys| Ok(db.get_pinned_cf(sys, RECLAIM_PENDING)?.is_some()))
+            .unwrap_or(true);
         HotTier {
             db,
             unlogged: Arc::default(),
             flushing: Arc::default(),
+            deleted: Arc::new(AtomicBool::new(pending)),
         }
     }
 
@@ -110,6 +124,9 @@ impl HotTier {
     async fn delete_keys(&self, name: &'static str, ids: Vec<ChunkId>) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
+        }
+        if name == CF_CHUNKS {
+            self.deleted.store(true, Ordering::SeqCst);
         }
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -280,9 +297,16 @@ impl ChunkTier for HotTier {
         .await?
     }
 
+    fn deletions_pending(&self) -> bool {
+        self.deleted.load(Ordering::SeqCst)
+    }
+
     async fn reclaim(&self) -> Result<u64> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || reclaim::run(&db)).await?
+        let reclaimed = tokio::task::spawn_blocking(move || reclaim::run(&db)).await??;
+        // The compaction dropped the deleted keys (and the persisted marker with them).
+        self.deleted.store(false, Ordering::SeqCst);
+        Ok(reclaimed)
     }
 }
 

@@ -56,7 +56,7 @@ fn s3_node(dir: &Path, conn: S3Connection, url: Option<&str>) -> Settings {
         t.use_ = "s3".into();
         t.pack_bytes = 256 * 1024;
     }
-    s.tiers.restore_poll_ms = 50;
+    s.tiers.restore_poll_ms = 100;
     s
 }
 

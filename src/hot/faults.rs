@@ -73,6 +73,9 @@ impl ChunkTier for FaultyHot {
     async fn may_contain(&self, id: &ChunkId) -> bool {
         self.inner.may_contain(id).await
     }
+    fn deletions_pending(&self) -> bool {
+        self.inner.deletions_pending()
+    }
     async fn delete_many(&self, ids: Vec<ChunkId>) -> Result<()> {
         if !self.deletes.pass() {
             return Err(Error::unavailable("injected fault in a hot-tier delete"));

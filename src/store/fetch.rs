@@ -212,10 +212,21 @@ impl Store {
         entries: &[ManifestEntry],
         take: &mut (dyn FnMut(&ChunkId, &Bytes) -> bool + Send),
     ) {
+        // Which chunks this node's hot tier holds: its bloom filter answers without a
+        // read, but says "maybe" for every chunk deleted from hot (by `tier move`,
+        // demotion, gc) until a compaction drops the key; a read that took those for
+        // hot chunks fetched them one ranged GET each (issue 11, item 24). So while
+        // deletions are pending, metadata (which records exactly this node's hot
+        // copies) decides; otherwise the filter alone does, and a read of hot chunks
+        // costs no metadata call here.
+        let stale_filter = self.inner.hot.deletions_pending();
         let mut seen = HashSet::new();
         let mut need: Vec<(ChunkId, u32)> = Vec::new();
         for e in entries {
-            if seen.insert(e.chunk) && !self.inner.chunks.contains_key(&e.chunk) {
+            if seen.insert(e.chunk)
+                && !self.inner.chunks.contains_key(&e.chunk)
+                && (stale_filter || !self.inner.hot.may_contain(&e.chunk).await)
+            {
                 need.push((e.chunk, e.length));
             }
         }
@@ -226,24 +237,21 @@ impl Store {
         let Ok(mut locs) = self.inner.meta.locations_many(&ids).await else {
             return;
         };
-        // Which chunks this node's hot tier holds comes from metadata, which records
-        // exactly the hot copies of this node. The hot tier's bloom filter cannot tell:
-        // it says "maybe" for every chunk deleted from hot (by `tier move`, demotion, gc)
-        // until a compaction drops the key, and a read that took those for hot chunks
-        // fetched them one ranged GET each (issue 11, item 24). A recorded copy that the
-        // filter rules out is lost; it is fetched here too.
-        let node = &self.inner.node;
-        let mut shared = Vec::with_capacity(need.len());
-        for n in need {
-            let recorded = locs.get(&n.0).is_some_and(|ls| {
-                ls.iter()
-                    .any(|l| l.is_hot_on(node) && l.health == Health::Ok)
-            });
-            if !(recorded && self.inner.hot.may_contain(&n.0).await) {
-                shared.push(n);
+        if stale_filter {
+            // A recorded copy that the filter rules out is lost; it is fetched here too.
+            let node = &self.inner.node;
+            let mut shared = Vec::with_capacity(need.len());
+            for n in need {
+                let recorded = locs.get(&n.0).is_some_and(|ls| {
+                    ls.iter()
+                        .any(|l| l.is_hot_on(node) && l.health == Health::Ok)
+                });
+                if !(recorded && self.inner.hot.may_contain(&n.0).await) {
+                    shared.push(n);
+                }
             }
+            need = shared;
         }
-        let mut need = shared;
         if need.len() < 2 {
             return;
         }
