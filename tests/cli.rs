@@ -54,6 +54,16 @@ fn put_prints_b3sum_and_get_reproduces_bytes() {
     let id = stdout(&put).lines().last().unwrap().to_string();
     let expected = b3sum(&file).unwrap_or_else(|| blake3::hash(&data).to_hex().to_string());
     assert_eq!(id, expected);
+    assert!(!stderr(&put).contains("already stored"), "{}", stderr(&put));
+    // A second put of the same bytes says the blob was already there.
+    let again = strata(&data_dir, &["put", file.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again).lines().last(), Some(id.as_str()));
+    assert!(
+        stderr(&again).contains("already stored"),
+        "{}",
+        stderr(&again)
+    );
 
     let out = tmp.path().join("out.bin");
     let get = strata(&data_dir, &["get", &id, "-o", out.to_str().unwrap()]);

@@ -229,7 +229,12 @@ async fn put(store: &Store, file: &Path, json: bool) -> Result<ExitCode> {
         print_json(&receipt)
     } else {
         note!(
-            "stored {} bytes in {} chunks ({} new, {} bytes new, {} bytes reused)",
+            "{} {} bytes in {} chunks ({} new, {} bytes new, {} bytes reused)",
+            if receipt.existed {
+                "already stored:"
+            } else {
+                "stored"
+            },
             receipt.size,
             receipt.chunks,
             receipt.new_chunks,
