@@ -403,6 +403,24 @@ impl MetaStore for EmbeddedMeta {
         self.inner.locations(id)
     }
 
+    async fn locations_many(
+        &self,
+        ids: &[ChunkId],
+    ) -> Result<std::collections::HashMap<ChunkId, Vec<Location>>> {
+        // One prefix scan per chunk: a page of a thousand is milliseconds of RocksDB
+        // work (block reads on a cold cache), which belongs on a blocking thread, not
+        // on an async worker that reads and verify share.
+        let ids = ids.to_vec();
+        self.blocking(move |inner| {
+            let mut out = std::collections::HashMap::with_capacity(ids.len());
+            for id in &ids {
+                out.insert(*id, inner.locations(id)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn record_verification(&self, results: &[VerifyRecord]) -> Result<()> {
         let results = results.to_vec();
         self.blocking(move |inner| {
