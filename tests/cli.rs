@@ -2,22 +2,12 @@
 
 mod support;
 
+use support::run_strata as strata;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use support::random_bytes;
-
-fn strata(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("STRATA_CONFIG")
-        .env_remove("STRATA_META_URL")
-        .env_remove("STRATA_DATA_DIR")
-        .output()
-        .expect("run strata")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

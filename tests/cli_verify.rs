@@ -4,25 +4,14 @@
 
 mod support;
 
+use support::run_strata as strata;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 use strata::{ChunkId, Tier};
 use support::random_bytes;
-
-fn strata(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("STRATA_CONFIG")
-        .env_remove("STRATA_META_URL")
-        .env_remove("STRATA_DATA_DIR")
-        .output()
-        .expect("run strata")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -5,8 +5,10 @@
 
 mod support;
 
+use support::run_strata as strata;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -499,18 +501,6 @@ async fn request_counts_for_100_mib() {
     assert!(env.store.get(&id).await.expect("get") == data);
     println!("get of 100 MiB from warm: {:?}", env.warm.counts());
     assert!(env.warm.count("get_range") <= 8, "{:?}", env.warm.counts());
-}
-
-fn strata(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("STRATA_CONFIG")
-        .env_remove("STRATA_META_URL")
-        .env_remove("STRATA_DATA_DIR")
-        .output()
-        .expect("run strata")
 }
 
 #[test]

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::{Command, Output};
 
 use bytes::Bytes;
 use strata::{Settings, Store};
@@ -44,4 +45,17 @@ pub fn pg_settings(dir: &Path, url: &str) -> Settings {
         .expect("settings");
     s.validate().expect("valid settings");
     s
+}
+
+/// Run the `strata` binary on `data_dir`, with no settings from the environment.
+pub fn run_strata(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("STRATA_CONFIG")
+        .env_remove("STRATA_META_URL")
+        .env_remove("STRATA_DATA_DIR")
+        .output()
+        .expect("run strata")
 }
