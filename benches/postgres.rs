@@ -37,6 +37,8 @@ fn manifest_commit(n: u64, round: u64) -> BlobCommit {
             chunk_count: n,
             params: ChunkerParams::default(),
             created_ms: 1,
+            class: String::new(),
+            pin: None,
         },
         entries,
         new_locations,

@@ -21,6 +21,9 @@ pub enum ErrorKind {
     RestorePending,
     /// The store has been closed.
     Closed,
+    /// Background work lost its lease (it was paused past it and another node took the
+    /// work over); its commit was refused and nothing was written.
+    Fenced,
     /// A bug or an unexpected state inside strata.
     Internal,
 }
@@ -35,6 +38,7 @@ impl ErrorKind {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::RestorePending => "restore pending",
             ErrorKind::Closed => "closed",
+            ErrorKind::Fenced => "fenced",
             ErrorKind::Internal => "internal",
         }
     }
@@ -97,6 +101,11 @@ impl Error {
     /// Shorthand for [`ErrorKind::Internal`].
     pub fn internal(context: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, context)
+    }
+
+    /// Shorthand for [`ErrorKind::Fenced`].
+    pub fn fenced(context: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Fenced, context)
     }
 
     /// Shorthand for [`ErrorKind::Closed`].

@@ -18,6 +18,7 @@
 pub mod chunking;
 pub mod cli;
 pub mod clock;
+pub mod engine;
 pub mod error;
 pub mod faults;
 pub mod hot;

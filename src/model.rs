@@ -137,6 +137,12 @@ pub struct BlobRecord {
     pub params: ChunkerParams,
     /// Commit time, milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// Policy class named at put (`[policy.classes.NAME]`); `""` for the default policy.
+    #[serde(default)]
+    pub class: String,
+    /// The tier the workers never demote this blob's chunks below (`strata tier pin`).
+    #[serde(default)]
+    pub pin: Option<Tier>,
 }
 
 /// One entry of a manifest: the chunk covering `offset .. offset + length` of the blob.

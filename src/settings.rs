@@ -33,7 +33,11 @@ use crate::error::{Error, Result};
 use crate::model::ChunkerParams;
 
 mod chunking;
+mod policy;
 use chunking::{chunking_section, validate_chunking};
+pub use policy::{
+    ClassPolicy, CostsSettings, PolicyClass, PolicySettings, ServerSettings, WorkersSettings,
+};
 
 /// All settings of a store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +66,14 @@ pub struct Settings {
     pub tiers: TiersSettings,
     /// When a put is acknowledged.
     pub durability: DurabilitySettings,
+    /// When chunks move between tiers, by default and per class.
+    pub policy: PolicySettings,
+    /// How often each background worker runs a pass.
+    pub workers: WorkersSettings,
+    /// Storage prices for cost estimates.
+    pub costs: CostsSettings,
+    /// What `strata serve` exposes.
+    pub server: ServerSettings,
 }
 
 impl Default for Settings {
@@ -77,6 +89,10 @@ impl Default for Settings {
             access: AccessSettings::default(),
             tiers: TiersSettings::default(),
             durability: DurabilitySettings::default(),
+            policy: PolicySettings::default(),
+            workers: WorkersSettings::default(),
+            costs: CostsSettings::default(),
+            server: ServerSettings::default(),
         }
     }
 }

@@ -103,6 +103,8 @@ pub fn decode_blob(key: &[u8], value: &[u8]) -> Result<BlobRecord> {
             max: r.u32()?,
         },
         created_ms: r.u64()?,
+        class: String::new(),
+        pin: None,
     })
 }
 

@@ -19,6 +19,8 @@ use crate::model::*;
 use crate::rocks::{self, cf};
 use crate::settings::HotSettings;
 
+#[path = "embedded_engine.rs"]
+mod engine;
 #[path = "embedded_placement.rs"]
 mod placement;
 

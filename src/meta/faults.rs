@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::engine::*;
 use super::placement::{PackRecord, PackRestore, PlacementStore};
 use super::MetaStore;
 use crate::error::{Error, Result};
@@ -178,5 +179,90 @@ impl PlacementStore for FaultyMeta {
     ) -> Result<bool> {
         self.check("set_pack_restore", None)?;
         self.inner.set_pack_restore(id, expected, new).await
+    }
+}
+
+#[async_trait]
+impl EngineStore for FaultyMeta {
+    async fn db_now_ms(&self) -> Result<u64> {
+        self.check("db_now_ms", None)?;
+        self.inner.db_now_ms().await
+    }
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<Option<Lease>> {
+        self.check("acquire_lease", None)?;
+        self.inner.acquire_lease(name, holder, ttl_ms).await
+    }
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        self.check("release_lease", None)?;
+        self.inner.release_lease(lease).await
+    }
+    async fn commit_placement(
+        &self,
+        fence: Option<&Fence>,
+        change: &PlacementChange,
+    ) -> Result<Vec<Location>> {
+        self.check("commit_placement", Some(&self.fail_commit))?;
+        self.inner.commit_placement(fence, change).await
+    }
+    async fn hot_copies(
+        &self,
+        node: &str,
+        order: &HotOrder,
+        read_before_ms: u64,
+        after: Option<HotCursor>,
+        limit: usize,
+    ) -> Result<Vec<HotCopy>> {
+        self.check("hot_copies", None)?;
+        self.inner
+            .hot_copies(node, order, read_before_ms, after, limit)
+            .await
+    }
+    async fn hot_bytes(&self, node: &str) -> Result<u64> {
+        self.check("hot_bytes", None)?;
+        self.inner.hot_bytes(node).await
+    }
+    async fn touch_hot(&self, node: &str, reads: &[(ChunkId, u64)]) -> Result<()> {
+        self.check("touch_hot", None)?;
+        self.inner.touch_hot(node, reads).await
+    }
+    async fn pins(&self, ids: &[ChunkId]) -> Result<Vec<(ChunkId, PinCounts)>> {
+        self.check("pins", None)?;
+        self.inner.pins(ids).await
+    }
+    async fn set_pin(&self, blob: &BlobId, to: Option<Tier>) -> Result<bool> {
+        self.check("set_pin", None)?;
+        self.inner.set_pin(blob, to).await
+    }
+    async fn archive_candidates(
+        &self,
+        class: &str,
+        read_before_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ArchiveCandidate>> {
+        self.check("archive_candidates", None)?;
+        self.inner
+            .archive_candidates(class, read_before_ms, after, limit)
+            .await
+    }
+    async fn pack_locations(&self, name: &str) -> Result<Vec<Location>> {
+        self.check("pack_locations", None)?;
+        self.inner.pack_locations(name).await
+    }
+    async fn restore_requests(&self, after: Option<&str>, limit: usize) -> Result<Vec<PackRecord>> {
+        self.check("restore_requests", None)?;
+        self.inner.restore_requests(after, limit).await
+    }
+    async fn usage(&self) -> Result<StoreUsage> {
+        self.check("usage", None)?;
+        self.inner.usage().await
+    }
+    async fn record_pass(&self, pass: &PassRecord) -> Result<()> {
+        self.check("record_pass", None)?;
+        self.inner.record_pass(pass).await
+    }
+    async fn passes(&self) -> Result<Vec<PassRecord>> {
+        self.check("passes", None)?;
+        self.inner.passes().await
     }
 }

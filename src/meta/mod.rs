@@ -24,10 +24,15 @@ use crate::model::{
 
 pub mod codec;
 pub mod embedded;
+pub mod engine;
 pub mod faults;
 pub mod placement;
 pub mod postgres;
 
+pub use engine::{
+    ArchiveCandidate, EngineStore, Fence, HotCopy, HotCursor, HotOrder, Lease, PassRecord,
+    PinCounts, PlacementChange, StoreUsage, TierUsage,
+};
 pub use placement::{PackRecord, PackRestore, PlacementStore, RestoreState};
 
 /// A node id no store has (ids are `node-<hex>`): [`MetaStore::readable_chunks`] with it
@@ -37,7 +42,7 @@ pub const SHARED_ONLY: &str = "";
 
 /// Where blobs, manifests, chunk records and locations are recorded.
 #[async_trait]
-pub trait MetaStore: PlacementStore + Send + Sync + 'static {
+pub trait MetaStore: PlacementStore + EngineStore + Send + Sync + 'static {
     /// Which of `ids` already have a healthy copy readable by `node` (so a put need not
     /// write them). Zero-referenced chunks count: committing revives them.
     async fn readable_chunks(&self, ids: &[ChunkId], node: &str) -> Result<HashSet<ChunkId>>;

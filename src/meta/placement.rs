@@ -95,6 +95,14 @@ pub struct PackRecord {
     pub created_ms: u64,
     /// Restore state shared by every process.
     pub restore: PackRestore,
+    /// Policy class of the chunks it was written for (`""`: the default policy); the
+    /// archive worker applies that class's `warm_idle_secs`.
+    #[serde(default)]
+    pub class: String,
+    /// Nothing deletes or rewrites the object before this time: the minimum storage
+    /// duration of its storage class (docs/tiers.md), ms since the epoch.
+    #[serde(default)]
+    pub min_keep_until_ms: Option<u64>,
 }
 
 /// Placement operations of a metadata store (a supertrait of

@@ -269,6 +269,8 @@ impl Store {
                 chunk_count: chunks,
                 params,
                 created_ms: self.now_ms(),
+                class: String::new(),
+                pin: None,
             },
             entries: w.entries,
             new_locations: [w.locations, replicas].concat(),

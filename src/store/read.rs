@@ -356,6 +356,8 @@ mod tests {
             chunk_count: 1,
             params: ChunkerParams::default(),
             created_ms: 0,
+            class: String::new(),
+            pin: None,
         };
         let e = check_range(&rec, &(6_000_000..5_000_000)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);

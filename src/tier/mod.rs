@@ -145,6 +145,8 @@ impl PackTier {
             live_bytes,
             created_ms: now_ms,
             restore: PackRestore::NONE,
+            class: String::new(),
+            min_keep_until_ms: None,
         };
         Ok(WrittenPack { record, locations })
     }

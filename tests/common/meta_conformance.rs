@@ -130,6 +130,8 @@ pub fn commit_of(name: &str, parts: &[(ChunkId, u32)], node: &str, write: bool) 
             chunk_count: parts.len() as u64,
             params: ChunkerParams::default(),
             created_ms: T0,
+            class: String::new(),
+            pin: None,
         },
         entries,
         new_locations,

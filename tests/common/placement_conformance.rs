@@ -196,6 +196,8 @@ fn pack(id: &str) -> PackRecord {
         live_bytes: 900,
         created_ms: T0,
         restore: PackRestore::NONE,
+        class: String::new(),
+        min_keep_until_ms: None,
     }
 }
 

@@ -13,6 +13,7 @@
 //!   a password-free description.
 
 mod claims;
+mod engine;
 mod errors;
 mod identity;
 mod migrate;

@@ -194,6 +194,8 @@ fn pack_from_row(row: &tokio_postgres::Row) -> Result<PackRecord> {
             state: RestoreState::from_db(state)?,
             expiry_ms: col_opt_u64(row, 7, "restore_expiry_ms")?,
         },
+        class: String::new(),
+        min_keep_until_ms: None,
     })
 }
 

@@ -100,6 +100,8 @@ pub(crate) fn blob_from_row(row: &Row) -> Result<BlobRecord> {
             max: col_u32(row, 5, "chunker max")?,
         },
         created_ms: col_u64(row, 6, "created_ms")?,
+        class: String::new(),
+        pin: None,
     })
 }
 
