@@ -84,3 +84,113 @@ pub struct PassReport {
     /// Errors met (the pass goes on past per-item errors and reports them here).
     pub errors: Vec<String>,
 }
+
+/// How much a pass would move: chunks, bytes and objects written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanStep {
+    /// Chunk copies that would move.
+    pub chunks: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Pack objects that would be written.
+    pub objects_written: u64,
+}
+
+/// What `strata tier plan` prints: what a pass of each worker would do now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Hot → warm: idle copies (TTL).
+    pub demote_idle: PlanStep,
+    /// Hot → warm: least recently read copies over the high watermark.
+    pub demote_watermark: PlanStep,
+    /// Warm → cold.
+    pub archive: PlanStep,
+    /// Requested restores that a pass would poll.
+    pub restore: PlanStep,
+}
+
+/// Where this node's hot bytes stand against `[policy]`'s watermarks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Watermarks {
+    /// This node's hot bytes (the counter).
+    pub hot_bytes: u64,
+    /// `hot_max_bytes` (0: no capacity limit).
+    pub hot_max_bytes: u64,
+    /// Hot bytes above which demotion starts.
+    pub high_bytes: u64,
+    /// Hot bytes it demotes down to.
+    pub low_bytes: u64,
+    /// `ok`, `above_low` or `above_high` (`unlimited` without a capacity).
+    pub state: String,
+}
+
+/// Estimated monthly storage cost of a tier in US dollars, from `[costs]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TierCost {
+    /// `hot`, `warm` or `cold`.
+    pub tier: String,
+    /// Stored bytes.
+    pub bytes: u64,
+    /// Dollars per month.
+    pub usd_per_month: f64,
+}
+
+/// What `strata tier status` prints.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TierStatus {
+    /// This node's id.
+    pub node: String,
+    /// Bytes, chunks and objects per tier and hot bytes per node.
+    pub usage: crate::meta::StoreUsage,
+    /// This node's watermark state.
+    pub watermarks: Watermarks,
+    /// Restores requested and not yet done.
+    pub pending_restores: u64,
+    /// When the oldest pending restore was requested (ms since the epoch).
+    pub oldest_restore_ms: Option<u64>,
+    /// Each worker's last pass on each node.
+    pub workers: Vec<crate::meta::PassRecord>,
+    /// What a pass of each worker would do now.
+    pub backlog: Plan,
+    /// Estimated monthly storage cost per tier.
+    pub monthly_cost: Vec<TierCost>,
+}
+
+/// The engine of one store: runs passes, plans them and reports status.
+#[derive(Clone)]
+pub struct Engine {
+    store: crate::Store,
+}
+
+impl Engine {
+    /// The engine of `store` (cheap; holds a clone of the handle).
+    pub fn new(store: crate::Store) -> Self {
+        Engine { store }
+    }
+
+    /// The store it runs on.
+    pub fn store(&self) -> &crate::Store {
+        &self.store
+    }
+
+    /// Run one pass of `kind` now: the code the daemon runs on its interval.
+    pub async fn run_pass(&self, kind: WorkerKind) -> Result<PassReport> {
+        let _ = (&self.store, kind);
+        Err(Error::internal("engine passes: not implemented yet"))
+    }
+
+    /// What a pass of each worker would do now, changing nothing.
+    pub async fn plan(&self) -> Result<Plan> {
+        Err(Error::internal("engine plan: not implemented yet"))
+    }
+
+    /// Usage, watermarks, restores, last passes, backlog and cost.
+    pub async fn status(&self) -> Result<TierStatus> {
+        Err(Error::internal("engine status: not implemented yet"))
+    }
+
+    /// Start every worker whose `[workers]` interval is not 0 on `set`.
+    pub fn start(&self, set: &mut crate::worker::WorkerSet) {
+        let _ = set;
+    }
+}
