@@ -13,6 +13,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB
 
 use super::codec::*;
 use super::{validate_commit, MetaStore};
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::model::*;
@@ -37,6 +38,9 @@ pub struct EmbeddedMeta {
 struct Inner {
     db: Arc<DB>,
     sync: bool,
+    /// The store's clock: lease times are measured on it (one process owns the
+    /// database, so its clock is the only one that grants or checks leases).
+    clock: Arc<dyn Clock>,
     write_lock: Mutex<()>,
     claims: Mutex<HashMap<Vec<u8>, (String, u64)>>,
     log_seq: AtomicU64,
@@ -45,13 +49,23 @@ struct Inner {
 impl EmbeddedMeta {
     /// Open a database in `dir` used for metadata only (tests, tools).
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with_clock(dir, Arc::new(SystemClock))
+    }
+
+    /// [`EmbeddedMeta::open`] with lease times measured on `clock`.
+    pub fn open_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
         let db = rocks::open(dir, &HotSettings::default())?;
-        Self::new(db, true)
+        Self::new_with_clock(db, true, clock)
     }
 
     /// Metadata inside an already open database. `sync` makes commits and deletes wait
     /// for the write-ahead log to reach disk.
     pub fn new(db: Arc<DB>, sync: bool) -> Result<Self> {
+        Self::new_with_clock(db, sync, Arc::new(SystemClock))
+    }
+
+    /// [`EmbeddedMeta::new`] with lease times measured on `clock`.
+    pub fn new_with_clock(db: Arc<DB>, sync: bool, clock: Arc<dyn Clock>) -> Result<Self> {
         let sys = cf(&db, rocks::CF_SYSTEM)?;
         match db.get_cf(sys, SCHEMA_KEY)? {
             None => db.put_cf(sys, SCHEMA_KEY, SCHEMA_VERSION.to_be_bytes())?,
@@ -72,6 +86,7 @@ impl EmbeddedMeta {
             inner: Arc::new(Inner {
                 db,
                 sync,
+                clock,
                 write_lock: Mutex::new(()),
                 claims: Mutex::new(HashMap::new()),
                 log_seq: AtomicU64::new(0),
