@@ -22,11 +22,15 @@ use crate::settings::HotSettings;
 
 #[path = "embedded_engine.rs"]
 mod engine;
+#[path = "embedded_index.rs"]
+mod index;
 #[path = "embedded_placement.rs"]
 mod placement;
 
 /// Version of the embedded layout this binary writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added the engine's indexes (hot copies, packs), leases, pins and passes;
+/// a binary of version 1 would not keep the indexes, so it must not open it.
+pub const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
 /// Metadata in RocksDB column families.
@@ -66,9 +70,9 @@ impl EmbeddedMeta {
 
     /// [`EmbeddedMeta::new`] with lease times measured on `clock`.
     pub fn new_with_clock(db: Arc<DB>, sync: bool, clock: Arc<dyn Clock>) -> Result<Self> {
-        let sys = cf(&db, rocks::CF_SYSTEM)?;
-        match db.get_cf(sys, SCHEMA_KEY)? {
-            None => db.put_cf(sys, SCHEMA_KEY, SCHEMA_VERSION.to_be_bytes())?,
+        let recorded = db.get_cf(cf(&db, rocks::CF_SYSTEM)?, SCHEMA_KEY)?;
+        match &recorded {
+            None => {}
             Some(v) => {
                 let found = v
                     .as_slice()
@@ -82,7 +86,7 @@ impl EmbeddedMeta {
                 }
             }
         }
-        Ok(EmbeddedMeta {
+        let meta = EmbeddedMeta {
             inner: Arc::new(Inner {
                 db,
                 sync,
@@ -91,7 +95,23 @@ impl EmbeddedMeta {
                 claims: Mutex::new(HashMap::new()),
                 log_seq: AtomicU64::new(0),
             }),
-        })
+        };
+        let recorded = recorded.and_then(|v| v.as_slice().try_into().ok().map(u32::from_be_bytes));
+        if recorded != Some(SCHEMA_VERSION) {
+            // A new database, or one from before the indexes: build them from the
+            // locations (idempotent), then record the version.
+            let n = index::backfill(&meta.inner)?;
+            if n > 0 {
+                tracing::info!(entries = n, "built the embedded engine indexes");
+            }
+            let db = &meta.inner.db;
+            db.put_cf(
+                cf(db, rocks::CF_SYSTEM)?,
+                SCHEMA_KEY,
+                SCHEMA_VERSION.to_be_bytes(),
+            )?;
+        }
+        Ok(meta)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -301,11 +321,22 @@ impl MetaStore for EmbeddedMeta {
                 rec.refcount += n;
                 batch.put_cf(meta, id.as_bytes(), chunk_value(&rec));
             }
-            let locs = cf(db, rocks::CF_LOCATIONS)?;
-            for l in &commit.new_locations {
-                batch.put_cf(locs, key_of(l)?, location_value(l));
+            if commit.blob.pin.is_some() {
+                let chunks = counts.keys().copied().collect();
+                inner.add_pins(&mut batch, &chunks, engine::pin_weight(commit.blob.pin), 1)?;
             }
-            inner.write(batch)?;
+            let mut tx = index::Tx::new(inner);
+            tx.batch = batch;
+            for l in &commit.new_locations {
+                let init = index::HotInit {
+                    class: commit.blob.class.clone(),
+                    blob: Some(commit.blob.id),
+                    placed_ms: l.last_verified_ms.unwrap_or(commit.blob.created_ms),
+                    read_ms: None,
+                };
+                tx.put_location(l, &init)?;
+            }
+            tx.commit()?;
             Ok(CommitOutcome::Committed)
         })
         .await
@@ -351,12 +382,16 @@ impl MetaStore for EmbeddedMeta {
         let id = *id;
         self.blocking(move |inner| {
             let _guard = lock(&inner.write_lock);
-            if inner.blob(&id)?.is_none() {
+            let Some(rec) = inner.blob(&id)? else {
                 return Ok(None);
-            }
+            };
             let entries = inner.manifest(&id)?;
             let db = &inner.db;
             let mut batch = WriteBatch::default();
+            if rec.pin.is_some() {
+                let chunks = entries.iter().map(|e| e.chunk).collect();
+                inner.add_pins(&mut batch, &chunks, engine::pin_weight(rec.pin), -1)?;
+            }
             batch.delete_cf(cf(db, rocks::CF_BLOBS)?, id.as_bytes());
             let man = cf(db, rocks::CF_MANIFEST)?;
             for e in &entries {
@@ -481,15 +516,22 @@ impl MetaStore for EmbeddedMeta {
         self.blocking(move |inner| {
             let _guard = lock(&inner.write_lock);
             let meta = cf(&inner.db, rocks::CF_CHUNK_META)?;
-            let mut batch = WriteBatch::default();
+            let mut tx = index::Tx::new(inner);
             for (id, (at, n)) in merged {
                 if let Some(mut rec) = inner.chunk(&id)? {
                     rec.last_access_ms = Some(rec.last_access_ms.map_or(at, |t| t.max(at)));
                     rec.access_count += n;
-                    batch.put_cf(meta, id.as_bytes(), chunk_value(&rec));
+                    tx.batch.put_cf(meta, id.as_bytes(), chunk_value(&rec));
+                    // A read keeps every pack holding the chunk out of the archive.
+                    for l in inner.locations(&id)? {
+                        if l.tier != Tier::Hot {
+                            tx.read_pack(&l.pack, at);
+                        }
+                    }
                 }
             }
             // Access statistics are advisory: losing the last batch in a crash is fine.
+            let batch = tx.finish()?;
             inner.db.write(batch)?;
             Ok(())
         })
@@ -535,12 +577,8 @@ impl MetaStore for EmbeddedMeta {
         self.blocking(move |inner| {
             let _guard = lock(&inner.write_lock);
             let db = &inner.db;
-            let (meta, gcq, locs) = (
-                cf(db, rocks::CF_CHUNK_META)?,
-                cf(db, rocks::CF_GC_QUEUE)?,
-                cf(db, rocks::CF_LOCATIONS)?,
-            );
-            let mut batch = WriteBatch::default();
+            let (meta, gcq) = (cf(db, rocks::CF_CHUNK_META)?, cf(db, rocks::CF_GC_QUEUE)?);
+            let mut tx = index::Tx::new(inner);
             let mut removed = Vec::new();
             for id in ids {
                 let Some(rec) = inner.chunk(&id)? else {
@@ -553,19 +591,19 @@ impl MetaStore for EmbeddedMeta {
                 let (mine, others): (Vec<_>, Vec<_>) =
                     all.into_iter().partition(|l| l.is_hot_on(&node));
                 for l in &mine {
-                    batch.delete_cf(locs, key_of(l)?);
+                    tx.delete_location(l)?;
                 }
                 if !mine.is_empty() {
                     removed.push(id);
                 }
                 if others.is_empty() {
-                    batch.delete_cf(meta, id.as_bytes());
+                    tx.batch.delete_cf(meta, id.as_bytes());
                     if let Some(since) = rec.zero_since_ms {
-                        batch.delete_cf(gcq, gc_key(since, &id));
+                        tx.batch.delete_cf(gcq, gc_key(since, &id));
                     }
                 }
             }
-            inner.write(batch)?;
+            tx.commit()?;
             Ok(removed)
         })
         .await
