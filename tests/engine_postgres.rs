@@ -3,6 +3,8 @@
 //! pins, classes, pack read times, and query plans that use indexes. Against a real
 //! server (`STRATA_TEST_PG_URL`; skipped without it, a failure under `CI=true`).
 
+#[path = "common/engine_conformance.rs"]
+mod engine_conformance;
 #[path = "common/meta_conformance.rs"]
 #[allow(dead_code, unused_imports)]
 mod meta_conformance;
@@ -35,15 +37,23 @@ async fn store() -> Option<(PostgresMeta, String)> {
     Some((meta, url))
 }
 
-/// A fixture for suites taking `Arc<dyn MetaStore>`.
-#[allow(dead_code)]
-async fn make() -> Option<Fixture> {
+/// A fresh store for the engine conformance suite. The database clock cannot be moved,
+/// so leases are granted for 1 s and lapse by sleeping 1.2 s.
+async fn make_engine() -> Option<engine_conformance::EngineFixture> {
     let (meta, _) = store().await?;
-    Some(Fixture {
-        store: Arc::new(meta),
-        guard: Box::new(()),
+    Some(engine_conformance::EngineFixture {
+        fixture: Fixture {
+            store: Arc::new(meta),
+            guard: Box::new(()),
+        },
+        lapse: engine_conformance::Lapse {
+            ttl_ms: 1000,
+            run: Arc::new(|| Box::pin(tokio::time::sleep(Duration::from_millis(1200)))),
+        },
     })
 }
+
+engine_conformance_tests!(make_engine);
 
 async fn plain(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect");
