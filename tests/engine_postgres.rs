@@ -6,7 +6,6 @@
 #[path = "common/engine_conformance.rs"]
 mod engine_conformance;
 #[path = "common/meta_conformance.rs"]
-#[allow(dead_code, unused_imports)]
 mod meta_conformance;
 mod support;
 
@@ -224,7 +223,7 @@ async fn hot_index_pages_by_last_read_and_class() {
         .await
         .unwrap();
     let order: Vec<_> = all.iter().map(|h| (h.chunk, h.last_read_ms)).collect();
-    let mut first_two = vec![(chunk(2), T0), (chunk(3), T0)];
+    let mut first_two = [(chunk(2), T0), (chunk(3), T0)];
     first_two.sort();
     assert_eq!(order[..2], first_two[..]);
     assert_eq!(order[2], (chunk(1), T0 + 50));

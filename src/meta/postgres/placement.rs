@@ -70,7 +70,7 @@ impl PostgresMeta {
         if locations.is_empty() {
             return Ok(());
         }
-        let present = self.lock_chunk_rows(&txn, locations).await?;
+        let present = self.lock_chunk_rows(txn, locations).await?;
         if let Some(l) = locations
             .iter()
             .find(|l| present.binary_search_by_key(&l.chunk, |p| p.0).is_err())
@@ -145,7 +145,7 @@ impl PostgresMeta {
         if locations.is_empty() {
             return Ok(Vec::new());
         }
-        let present = self.lock_chunk_rows(&txn, locations).await?;
+        let present = self.lock_chunk_rows(txn, locations).await?;
         let ids: Vec<&[u8]> = present
             .iter()
             .map(|(c, _)| c.as_bytes().as_slice())
