@@ -40,6 +40,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "store identity",
         sql: include_str!("../migrations/0003_store_identity.sql"),
     },
+    Migration {
+        version: 4,
+        name: "tiering engine",
+        sql: include_str!("../migrations/0004_tiering_engine.sql"),
+    },
 ];
 
 /// Advisory lock key serialising migrations ("strata" + 1 in ASCII hex).

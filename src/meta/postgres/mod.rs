@@ -14,6 +14,7 @@
 
 mod claims;
 mod engine;
+mod engine_scans;
 mod errors;
 mod identity;
 mod migrate;
@@ -39,6 +40,9 @@ use crate::model::{
     ManifestEntry, MetaStats, RefcountMismatch, VerifyRecord,
 };
 use crate::settings::PostgresConnection;
+
+#[doc(hidden)]
+pub use engine_scans::scan_statements;
 
 /// Rows per bulk statement (one round trip each).
 pub const BATCH: usize = 10_000;

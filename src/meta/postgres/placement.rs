@@ -29,7 +29,7 @@ const LOCK_CHUNKS_SQL: &str =
 impl PostgresMeta {
     /// Lock the distinct chunks of `locations`; returns `(id, refcount)` of those with a
     /// record, in id order.
-    async fn lock_chunk_rows(
+    pub(super) async fn lock_chunk_rows(
         &self,
         txn: &Transaction<'_>,
         locations: &[Location],
@@ -60,7 +60,17 @@ impl PostgresMeta {
     async fn add_once(&self, locations: &[Location]) -> Result<()> {
         let mut client = self.client().await?;
         let txn = client.transaction().await.map_err(self.err("begin"))?;
-        let present = self.lock_chunk_rows(&txn, locations).await?;
+        self.add_in(&txn, locations).await?;
+        txn.commit().await.map_err(self.err("commit"))
+    }
+
+    /// `add_locations` inside `txn`: locks the chunk rows, then upserts the copies (the
+    /// trigger on `locations` keeps the hot index and counters in step).
+    pub(super) async fn add_in(&self, txn: &Transaction<'_>, locations: &[Location]) -> Result<()> {
+        if locations.is_empty() {
+            return Ok(());
+        }
+        let present = self.lock_chunk_rows(txn, locations).await?;
         if let Some(l) = locations
             .iter()
             .find(|l| present.binary_search_by_key(&l.chunk, |p| p.0).is_err())
@@ -114,13 +124,28 @@ impl PostgresMeta {
             .await
             .map_err(self.err("add copies"))?;
         }
-        txn.commit().await.map_err(self.err("commit"))
+        Ok(())
     }
 
     async fn remove_once(&self, locations: &[Location]) -> Result<Vec<Location>> {
         let mut client = self.client().await?;
         let txn = client.transaction().await.map_err(self.err("begin"))?;
-        let present = self.lock_chunk_rows(&txn, locations).await?;
+        let removed = self.remove_in(&txn, locations).await?;
+        txn.commit().await.map_err(self.err("commit"))?;
+        Ok(removed)
+    }
+
+    /// `remove_locations` inside `txn` (same rule, same locks); returns the copies
+    /// removed.
+    pub(super) async fn remove_in(
+        &self,
+        txn: &Transaction<'_>,
+        locations: &[Location],
+    ) -> Result<Vec<Location>> {
+        if locations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let present = self.lock_chunk_rows(txn, locations).await?;
         let ids: Vec<&[u8]> = present
             .iter()
             .map(|(c, _)| c.as_bytes().as_slice())
@@ -174,12 +199,55 @@ impl PostgresMeta {
                 .map_err(self.err("remove copies"))?;
             }
         }
-        txn.commit().await.map_err(self.err("commit"))?;
         Ok(removed)
+    }
+
+    /// `put_pack` inside `txn`. A new record counts the copies already recorded in the
+    /// pack (an index lookup); afterwards the trigger on `locations` keeps the count.
+    pub(super) async fn put_pack_in(&self, txn: &Transaction<'_>, pack: &PackRecord) -> Result<()> {
+        let st = txn
+            .prepare_cached(
+                "INSERT INTO packs (id, tier, storage_class, size, live_bytes, created_ms, \
+                                    restore_state, restore_expiry_ms, class, min_keep_until_ms, \
+                                    chunks) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                         (SELECT count(*) FROM locations WHERE pack = $1 AND pack <> '')) \
+                 ON CONFLICT (id) DO UPDATE SET tier = EXCLUDED.tier, \
+                     storage_class = EXCLUDED.storage_class, size = EXCLUDED.size, \
+                     live_bytes = EXCLUDED.live_bytes, created_ms = EXCLUDED.created_ms, \
+                     restore_state = EXCLUDED.restore_state, \
+                     restore_expiry_ms = EXCLUDED.restore_expiry_ms, class = EXCLUDED.class, \
+                     min_keep_until_ms = EXCLUDED.min_keep_until_ms",
+            )
+            .await
+            .map_err(self.err("prepare"))?;
+        txn.execute(
+            &st,
+            &[
+                &pack.id,
+                &pack.tier.as_str(),
+                &pack.storage_class.as_str(),
+                &i64_of(pack.size, "pack size")?,
+                &i64_of(pack.live_bytes, "pack live bytes")?,
+                &i64_of(pack.created_ms, "pack created_ms")?,
+                &pack.restore.state.as_db(),
+                &opt_i64_of(pack.restore.expiry_ms, "restore expiry")?,
+                &pack.class,
+                &opt_i64_of(pack.min_keep_until_ms, "pack min_keep_until_ms")?,
+            ],
+        )
+        .await
+        .map_err(self.err("record pack"))?;
+        Ok(())
     }
 }
 
-fn pack_from_row(row: &tokio_postgres::Row) -> Result<PackRecord> {
+/// Column list matching [`pack_from_row`].
+pub(super) const PACK_COLUMNS: &str = "id, tier, storage_class, size, live_bytes, created_ms, \
+     restore_state, restore_expiry_ms, class, min_keep_until_ms";
+
+/// A row of [`PACK_COLUMNS`].
+pub(super) fn pack_from_row(row: &tokio_postgres::Row) -> Result<PackRecord> {
     let tier: &str = col(row, 1)?;
     let class: &str = col(row, 2)?;
     let state: Option<&str> = col(row, 6)?;
@@ -194,8 +262,8 @@ fn pack_from_row(row: &tokio_postgres::Row) -> Result<PackRecord> {
             state: RestoreState::from_db(state)?,
             expiry_ms: col_opt_u64(row, 7, "restore_expiry_ms")?,
         },
-        class: String::new(),
-        min_keep_until_ms: None,
+        class: col(row, 8)?,
+        min_keep_until_ms: col_opt_u64(row, 9, "min_keep_until_ms")?,
     })
 }
 
@@ -218,46 +286,20 @@ impl PlacementStore for PostgresMeta {
     }
 
     async fn put_pack(&self, pack: &PackRecord) -> Result<()> {
-        let client = self.client().await?;
-        let st = client
-            .prepare_cached(
-                "INSERT INTO packs (id, tier, storage_class, size, live_bytes, created_ms, \
-                                    restore_state, restore_expiry_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (id) DO UPDATE SET tier = EXCLUDED.tier, \
-                     storage_class = EXCLUDED.storage_class, size = EXCLUDED.size, \
-                     live_bytes = EXCLUDED.live_bytes, created_ms = EXCLUDED.created_ms, \
-                     restore_state = EXCLUDED.restore_state, \
-                     restore_expiry_ms = EXCLUDED.restore_expiry_ms",
-            )
-            .await
-            .map_err(self.err("prepare"))?;
-        client
-            .execute(
-                &st,
-                &[
-                    &pack.id,
-                    &pack.tier.as_str(),
-                    &pack.storage_class.as_str(),
-                    &i64_of(pack.size, "pack size")?,
-                    &i64_of(pack.live_bytes, "pack live bytes")?,
-                    &i64_of(pack.created_ms, "pack created_ms")?,
-                    &pack.restore.state.as_db(),
-                    &opt_i64_of(pack.restore.expiry_ms, "restore expiry")?,
-                ],
-            )
-            .await
-            .map_err(self.err("record pack"))?;
-        Ok(())
+        self.retrying("record pack", || async {
+            let mut client = self.client().await?;
+            let txn = client.transaction().await.map_err(self.err("begin"))?;
+            self.put_pack_in(&txn, pack).await?;
+            txn.commit().await.map_err(self.err("commit"))
+        })
+        .await
     }
 
     async fn pack(&self, id: &str) -> Result<Option<PackRecord>> {
         let client = self.client().await?;
+        let sql = format!("SELECT {PACK_COLUMNS} FROM packs WHERE id = $1");
         let st = client
-            .prepare_cached(
-                "SELECT id, tier, storage_class, size, live_bytes, created_ms, restore_state, \
-                        restore_expiry_ms FROM packs WHERE id = $1",
-            )
+            .prepare_cached(&sql)
             .await
             .map_err(self.err("prepare"))?;
         let row = client

@@ -14,7 +14,7 @@ use crate::model::{BlobRecord, ChunkRecord, ChunkerParams, Health, Location, Tie
 
 /// Column list matching [`blob_from_row`].
 pub(crate) const BLOB_COLUMNS: &str =
-    "id, size, chunk_count, chunker_min, chunker_avg, chunker_max, created_ms";
+    "id, size, chunk_count, chunker_min, chunker_avg, chunker_max, created_ms, class, pin";
 
 /// Column list matching [`chunk_from_row`].
 pub(crate) const CHUNK_COLUMNS: &str =
@@ -100,9 +100,32 @@ pub(crate) fn blob_from_row(row: &Row) -> Result<BlobRecord> {
             max: col_u32(row, 5, "chunker max")?,
         },
         created_ms: col_u64(row, 6, "created_ms")?,
-        class: String::new(),
-        pin: None,
+        class: col(row, 7)?,
+        pin: col::<Option<&str>>(row, 8)?
+            .map(|p| Tier::parse(p).map_err(|e| bad_value("pin", e.context())))
+            .transpose()?,
     })
+}
+
+/// A blob pin as stored (`NULL`, `'hot'` or `'warm'`).
+pub(crate) fn pin_of(pin: Option<Tier>) -> Result<Option<&'static str>> {
+    match pin {
+        None => Ok(None),
+        Some(Tier::Cold) => Err(Error::invalid(
+            "a blob can be pinned to hot or warm, not cold",
+        )),
+        Some(t) => Ok(Some(t.as_str())),
+    }
+}
+
+/// Increments of a chunk's `(pin_hot, pin_warm)` for one blob pinned to `pin` (a hot pin
+/// also keeps the chunk out of cold, so it counts in both).
+pub(crate) fn pin_weights(pin: Option<Tier>) -> (i64, i64) {
+    match pin {
+        Some(Tier::Hot) => (1, 1),
+        Some(Tier::Warm) => (0, 1),
+        _ => (0, 0),
+    }
 }
 
 /// A row of [`CHUNK_COLUMNS`].

@@ -14,8 +14,8 @@ use deadpool_postgres::Transaction;
 
 use super::reads::READABLE_SQL;
 use super::rows::{
-    blob_from_row, col, col_chunk_id, col_u64, i32_of, i64_of, opt_i64_of, LocationKeys,
-    BLOB_COLUMNS,
+    blob_from_row, col, col_chunk_id, col_u64, i32_of, i64_of, opt_i64_of, pin_of, pin_weights,
+    LocationKeys, BLOB_COLUMNS,
 };
 use super::{PostgresMeta, BATCH};
 use crate::error::{Error, Result};
@@ -40,6 +40,13 @@ struct CommitPlan<'a> {
     chunk_count: i64,
     params: [i32; 3],
     created_ms: i64,
+    class: &'a str,
+    pin: Option<&'static str>,
+    /// Pin count increments of every distinct chunk: `(hot, warm)`.
+    pin_weights: (i64, i64),
+    /// New hot copies `(node, chunk)`, indexed under the blob and its class.
+    hot_nodes: Vec<&'a str>,
+    hot_chunks: Vec<&'a [u8]>,
     /// Distinct chunks in id order, with their size and number of entries naming them.
     chunk_ids: Vec<&'a [u8]>,
     chunk_sizes: Vec<i64>,
@@ -84,7 +91,19 @@ impl<'a> CommitPlan<'a> {
             .map(|l| opt_i64_of(l.last_verified_ms, "last_verified_ms"))
             .collect::<Result<_>>()?;
         let p = c.blob.params;
+        let (hot_nodes, hot_chunks) = loc_keys
+            .source
+            .iter()
+            .map(|&i| &c.new_locations[i])
+            .filter(|l| l.tier == crate::model::Tier::Hot)
+            .map(|l| (l.node.as_str(), l.chunk.as_bytes().as_slice()))
+            .unzip();
         Ok(CommitPlan {
+            class: c.blob.class.as_str(),
+            pin: pin_of(c.blob.pin)?,
+            pin_weights: pin_weights(c.blob.pin),
+            hot_nodes,
+            hot_chunks,
             blob_id: c.blob.id.as_bytes().as_slice(),
             size: i64_of(c.blob.size, "blob size")?,
             chunk_count: i64_of(c.blob.chunk_count, "chunk count")?,
@@ -160,8 +179,9 @@ impl PostgresMeta {
         //    loser sees a conflict and changes nothing.
         let st = txn
             .prepare_cached(
-                "INSERT INTO blobs (id, size, chunk_count, chunker_min, chunker_avg, chunker_max, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO blobs (id, size, chunk_count, chunker_min, chunker_avg, chunker_max, \
+                                    created_ms, class, pin) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
             )
             .await
             .map_err(self.err("prepare"))?;
@@ -177,6 +197,8 @@ impl PostgresMeta {
                     avg,
                     max,
                     &p.created_ms,
+                    &p.class,
+                    &p.pin,
                 ],
             )
             .await
@@ -198,11 +220,14 @@ impl PostgresMeta {
         //    remove a copy between the check below and the commit.
         let st = txn
             .prepare_cached(
-                "INSERT INTO chunks (id, size, refcount, zero_since_ms, last_access_ms, access_count) \
-                 SELECT t.id, t.size, t.n, NULL, NULL, 0 \
+                "INSERT INTO chunks (id, size, refcount, zero_since_ms, last_access_ms, access_count, \
+                                     pin_hot, pin_warm) \
+                 SELECT t.id, t.size, t.n, NULL, NULL, 0, $4, $5 \
                  FROM UNNEST($1::bytea[], $2::int8[], $3::int8[]) AS t(id, size, n) ORDER BY t.id \
                  ON CONFLICT (id) DO UPDATE \
-                 SET refcount = chunks.refcount + EXCLUDED.refcount, zero_since_ms = NULL",
+                 SET refcount = chunks.refcount + EXCLUDED.refcount, zero_since_ms = NULL, \
+                     pin_hot = chunks.pin_hot + EXCLUDED.pin_hot, \
+                     pin_warm = chunks.pin_warm + EXCLUDED.pin_warm",
             )
             .await
             .map_err(self.err("prepare"))?;
@@ -214,6 +239,8 @@ impl PostgresMeta {
                     &&p.chunk_ids[r.clone()],
                     &&p.chunk_sizes[r.clone()],
                     &&p.chunk_refs[r],
+                    &p.pin_weights.0,
+                    &p.pin_weights.1,
                 ],
             )
             .await
@@ -284,7 +311,34 @@ impl PostgresMeta {
             return Ok(Some(CommitOutcome::MissingChunks(missing)));
         }
 
-        // 5. The manifest.
+        // 5. Index the new hot copies under this blob and its class (the copies'
+        //    rows were made by the trigger on `locations`, with the chunks still locked).
+        if !p.hot_chunks.is_empty() {
+            let st = txn
+                .prepare_cached(
+                    "UPDATE hot_copies h SET class = $1, blob = $2 \
+                     FROM UNNEST($3::text[], $4::bytea[]) AS t(node, chunk) \
+                     WHERE h.node = t.node AND h.chunk = t.chunk",
+                )
+                .await
+                .map_err(self.err("prepare"))?;
+            for start in (0..p.hot_chunks.len()).step_by(BATCH) {
+                let r = start..(start + BATCH).min(p.hot_chunks.len());
+                txn.execute(
+                    &st,
+                    &[
+                        &p.class,
+                        &p.blob_id,
+                        &&p.hot_nodes[r.clone()],
+                        &&p.hot_chunks[r],
+                    ],
+                )
+                .await
+                .map_err(self.err("index new hot copies"))?;
+            }
+        }
+
+        // 6. The manifest.
         let st = txn
             .prepare_cached(
                 "INSERT INTO manifest_entries (blob, \"offset\", length, chunk) \
@@ -330,17 +384,19 @@ impl PostgresMeta {
             .map_err(self.err("begin delete"))?;
         // The blob row first (same order as commit); a concurrent delete waits here.
         let st = txn
-            .prepare_cached("SELECT 1 FROM blobs WHERE id = $1 FOR UPDATE")
+            .prepare_cached("SELECT pin FROM blobs WHERE id = $1 FOR UPDATE")
             .await
             .map_err(self.err("prepare"))?;
-        if txn
+        let Some(row) = txn
             .query_opt(&st, &[&key])
             .await
             .map_err(self.err("lock blob"))?
-            .is_none()
-        {
+        else {
             return Ok(None);
-        }
+        };
+        let pin: Option<&str> = col(&row, 0)?;
+        let pin = pin.map(crate::model::Tier::parse).transpose()?;
+        let (pin_hot, pin_warm) = pin_weights(pin);
         // Drop the manifest, counting entries per chunk on the server.
         let st = txn
             .prepare_cached(
@@ -363,7 +419,8 @@ impl PostgresMeta {
         let st = txn
             .prepare_cached(
                 "UPDATE chunks c SET refcount = c.refcount - t.n, \
-                     zero_since_ms = CASE WHEN c.refcount - t.n = 0 THEN $3 ELSE c.zero_since_ms END \
+                     zero_since_ms = CASE WHEN c.refcount - t.n = 0 THEN $3 ELSE c.zero_since_ms END, \
+                     pin_hot = c.pin_hot - $4, pin_warm = c.pin_warm - $5 \
                  FROM UNNEST($1::bytea[], $2::int8[]) AS t(id, n) \
                  WHERE c.id = t.id \
                  RETURNING c.id, c.refcount",
@@ -374,7 +431,10 @@ impl PostgresMeta {
         for start in (0..ids.len()).step_by(BATCH) {
             let r = start..(start + BATCH).min(ids.len());
             let rows = txn
-                .query(&st, &[&&ids[r.clone()], &&counts[r], &now])
+                .query(
+                    &st,
+                    &[&&ids[r.clone()], &&counts[r], &now, &pin_hot, &pin_warm],
+                )
                 .await
                 .map_err(self.err("drop chunk references"))?;
             for row in &rows {
@@ -618,6 +678,37 @@ impl PostgresMeta {
             txn.execute(&st, &[&&ids[r.clone()], &&last[r.clone()], &&reads[r]])
                 .await
                 .map_err(self.err("record access"))?;
+        }
+        // The packs holding copies of these chunks (found through the locations' primary
+        // key) were read then too: the archive worker's idle test. Pack rows come after
+        // chunk rows in the lock order, and are locked in id order.
+        let lock = txn
+            .prepare_cached(
+                "SELECT p.id FROM packs p WHERE p.id IN \
+                   (SELECT l.pack FROM locations l WHERE l.chunk = ANY($1::bytea[]) AND l.pack <> '') \
+                 ORDER BY p.id FOR UPDATE OF p",
+            )
+            .await
+            .map_err(self.err("prepare"))?;
+        let st = txn
+            .prepare_cached(
+                "UPDATE packs p SET last_read_ms = GREATEST(p.last_read_ms, s.last) \
+                 FROM (SELECT l.pack, max(t.last) AS last \
+                       FROM UNNEST($1::bytea[], $2::int8[]) AS t(id, last) \
+                       JOIN locations l ON l.chunk = t.id AND l.pack <> '' \
+                       GROUP BY l.pack) s \
+                 WHERE p.id = s.pack",
+            )
+            .await
+            .map_err(self.err("prepare"))?;
+        for start in (0..ids.len()).step_by(BATCH) {
+            let r = start..(start + BATCH).min(ids.len());
+            txn.query(&lock, &[&&ids[r.clone()]])
+                .await
+                .map_err(self.err("lock packs"))?;
+            txn.execute(&st, &[&&ids[r.clone()], &&last[r]])
+                .await
+                .map_err(self.err("record pack reads"))?;
         }
         txn.commit().await.map_err(self.err("commit"))
     }
