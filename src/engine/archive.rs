@@ -30,7 +30,7 @@ pub(super) enum Action {
     /// Every chunk it was written with is live: copy the object.
     Copy,
     /// Repack its live copies (some chunks are dead, or it is too small alone).
-    Repack(Vec<Location>),
+    Repack,
 }
 
 /// One warm pack chosen for archiving.
@@ -99,7 +99,7 @@ impl Engine {
                 };
                 match chosen.action {
                     Action::Copy => sel.copies.push(chosen),
-                    Action::Repack(_) => small.push(chosen),
+                    Action::Repack => small.push(chosen),
                 }
             }
             if !full {
@@ -146,7 +146,7 @@ impl Engine {
         let action = if whole && pack.size >= min_bytes {
             Action::Copy
         } else {
-            Action::Repack(live.clone())
+            Action::Repack
         };
         Ok(Some(Chosen { pack, live, action }))
     }

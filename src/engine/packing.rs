@@ -67,11 +67,6 @@ impl PackWriter {
         ))
     }
 
-    /// Stored bytes in the pack being filled.
-    pub fn pending_bytes(&self) -> usize {
-        self.builder.as_ref().map_or(0, PackBuilder::len_bytes)
-    }
-
     fn take(&mut self) -> Result<PackBuilder> {
         self.builder
             .take()
