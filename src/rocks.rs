@@ -39,6 +39,27 @@ pub const CF_PACKS: &str = "packs";
 /// that failed or crashed before its commit left behind; `gc` sweeps it.
 pub const CF_UNCONFIRMED: &str = "unconfirmed_chunks";
 
+/// The hot index, by copy: node ‖ 0 ‖ chunk id → hot copy entry (`meta::embedded`).
+pub const CF_HOT_COPIES: &str = "hot_copies";
+/// The hot index, least recently read first: node ‖ 0 ‖ last read (big endian) ‖ chunk
+/// id → hot copy entry.
+pub const CF_HOT_LRU: &str = "hot_lru";
+/// The hot index per policy class: node ‖ 0 ‖ class length (u16) ‖ class ‖ last read ‖
+/// chunk id → hot copy entry.
+pub const CF_HOT_CLASS: &str = "hot_class";
+/// Hot usage per node: node → bytes ‖ copies (big endian).
+pub const CF_HOT_USAGE: &str = "hot_usage";
+/// Engine leases: name → JSON lease.
+pub const CF_LEASES: &str = "leases";
+/// Warm and cold copies per pack: pack ‖ 0 ‖ offset (big endian) ‖ location key → ().
+pub const CF_PACK_LOCATIONS: &str = "pack_locations";
+/// Per-pack counters: pack → live copies ‖ last read (big endian).
+pub const CF_PACK_STATS: &str = "pack_stats";
+/// Pin counts: chunk id → hot ‖ warm (big endian).
+pub const CF_PINS: &str = "pins";
+/// Last worker passes: node ‖ 0 ‖ worker → JSON pass record.
+pub const CF_PASSES: &str = "passes";
+
 /// Every column family, in creation order.
 pub const ALL_CFS: &[&str] = &[
     CF_CHUNKS,
@@ -51,6 +72,15 @@ pub const ALL_CFS: &[&str] = &[
     CF_SYSTEM,
     CF_PACKS,
     CF_UNCONFIRMED,
+    CF_HOT_COPIES,
+    CF_HOT_LRU,
+    CF_HOT_CLASS,
+    CF_HOT_USAGE,
+    CF_LEASES,
+    CF_PACK_LOCATIONS,
+    CF_PACK_STATS,
+    CF_PINS,
+    CF_PASSES,
 ];
 
 /// Open (creating if needed) the database in `dir`.

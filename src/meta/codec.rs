@@ -71,29 +71,35 @@ pub fn decode_manifest(key: &[u8], value: &[u8]) -> Result<ManifestEntry> {
     })
 }
 
-/// Blob record value.
+/// Blob record value. Version 2 appends the pin and the policy class to version 1.
 pub fn blob_value(b: &BlobRecord) -> Vec<u8> {
-    let mut v = Vec::with_capacity(37);
-    v.push(1u8);
+    let mut v = Vec::with_capacity(40 + b.class.len());
+    v.push(2u8);
     v.extend_from_slice(&b.size.to_be_bytes());
     v.extend_from_slice(&b.chunk_count.to_be_bytes());
     v.extend_from_slice(&b.params.min.to_be_bytes());
     v.extend_from_slice(&b.params.avg.to_be_bytes());
     v.extend_from_slice(&b.params.max.to_be_bytes());
     v.extend_from_slice(&b.created_ms.to_be_bytes());
+    v.push(b.pin.map_or(NO_TIER, Tier::code));
+    v.extend_from_slice(b.class.as_bytes());
     v
 }
+
+/// The pin byte of a blob that is not pinned.
+const NO_TIER: u8 = 0xff;
 
 /// Decode a blob record.
 pub fn decode_blob(key: &[u8], value: &[u8]) -> Result<BlobRecord> {
     let id = BlobId::from_slice(key)?;
     let mut r = Reader(value);
-    if r.u8()? != 1 {
+    let version = r.u8()?;
+    if version != 1 && version != 2 {
         return Err(Error::corrupt(format!(
             "blob record {id} has an unknown version"
         )));
     }
-    Ok(BlobRecord {
+    let mut rec = BlobRecord {
         id,
         size: r.u64()?,
         chunk_count: r.u64()?,
@@ -105,7 +111,29 @@ pub fn decode_blob(key: &[u8], value: &[u8]) -> Result<BlobRecord> {
         created_ms: r.u64()?,
         class: String::new(),
         pin: None,
-    })
+    };
+    if version == 2 {
+        rec.pin =
+            match r.u8()? {
+                NO_TIER => None,
+                code => Some(tier_of(code).ok_or_else(|| {
+                    Error::corrupt(format!("blob record {id} has an unknown pin"))
+                })?),
+            };
+        rec.class = String::from_utf8(r.0.to_vec())
+            .map_err(|_| Error::corrupt(format!("blob record {id} has a bad class")))?;
+    }
+    Ok(rec)
+}
+
+/// Inverse of [`Tier::code`].
+pub fn tier_of(code: u8) -> Option<Tier> {
+    match code {
+        0 => Some(Tier::Hot),
+        1 => Some(Tier::Warm),
+        2 => Some(Tier::Cold),
+        _ => None,
+    }
 }
 
 /// Chunk record value.
@@ -266,6 +294,54 @@ mod tests {
             e
         );
         assert_eq!(decode_gc_key(&gc_key(5, &c)).unwrap(), (5, c));
+    }
+
+    fn blob(class: &str, pin: Option<Tier>) -> BlobRecord {
+        BlobRecord {
+            id: BlobId::of(b"b"),
+            size: 1 << 33,
+            chunk_count: 3,
+            params: ChunkerParams::default(),
+            created_ms: 17,
+            class: class.into(),
+            pin,
+        }
+    }
+
+    #[test]
+    fn blob_records_round_trip_with_class_and_pin() {
+        for b in [
+            blob("", None),
+            blob("archive", Some(Tier::Hot)),
+            blob("x", Some(Tier::Warm)),
+            blob("", Some(Tier::Cold)),
+        ] {
+            assert_eq!(decode_blob(b.id.as_bytes(), &blob_value(&b)).unwrap(), b);
+        }
+    }
+
+    /// Records written before classes and pins (version 1) still decode, as the default
+    /// class, unpinned.
+    #[test]
+    fn version_1_blob_records_decode() {
+        let b = blob("", None);
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&b.size.to_be_bytes());
+        v1.extend_from_slice(&b.chunk_count.to_be_bytes());
+        v1.extend_from_slice(&b.params.min.to_be_bytes());
+        v1.extend_from_slice(&b.params.avg.to_be_bytes());
+        v1.extend_from_slice(&b.params.max.to_be_bytes());
+        v1.extend_from_slice(&b.created_ms.to_be_bytes());
+        assert_eq!(decode_blob(b.id.as_bytes(), &v1).unwrap(), b);
+        let mut bad = blob_value(&b);
+        bad[0] = 3;
+        assert_eq!(
+            decode_blob(b.id.as_bytes(), &bad).unwrap_err().kind(),
+            crate::ErrorKind::Corrupt
+        );
+        let mut bad_pin = blob_value(&b);
+        bad_pin[37] = 9;
+        assert!(decode_blob(b.id.as_bytes(), &bad_pin).is_err());
     }
 
     #[test]

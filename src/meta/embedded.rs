@@ -13,6 +13,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB
 
 use super::codec::*;
 use super::{validate_commit, MetaStore};
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::model::*;
@@ -21,11 +22,15 @@ use crate::settings::HotSettings;
 
 #[path = "embedded_engine.rs"]
 mod engine;
+#[path = "embedded_index.rs"]
+mod index;
 #[path = "embedded_placement.rs"]
 mod placement;
 
 /// Version of the embedded layout this binary writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added the engine's indexes (hot copies, packs), leases, pins and passes;
+/// a binary of version 1 would not keep the indexes, so it must not open it.
+pub const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
 /// Metadata in RocksDB column families.
@@ -37,6 +42,9 @@ pub struct EmbeddedMeta {
 struct Inner {
     db: Arc<DB>,
     sync: bool,
+    /// The store's clock: lease times are measured on it (one process owns the
+    /// database, so its clock is the only one that grants or checks leases).
+    clock: Arc<dyn Clock>,
     write_lock: Mutex<()>,
     claims: Mutex<HashMap<Vec<u8>, (String, u64)>>,
     log_seq: AtomicU64,
@@ -45,16 +53,26 @@ struct Inner {
 impl EmbeddedMeta {
     /// Open a database in `dir` used for metadata only (tests, tools).
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with_clock(dir, Arc::new(SystemClock))
+    }
+
+    /// [`EmbeddedMeta::open`] with lease times measured on `clock`.
+    pub fn open_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
         let db = rocks::open(dir, &HotSettings::default())?;
-        Self::new(db, true)
+        Self::new_with_clock(db, true, clock)
     }
 
     /// Metadata inside an already open database. `sync` makes commits and deletes wait
     /// for the write-ahead log to reach disk.
     pub fn new(db: Arc<DB>, sync: bool) -> Result<Self> {
-        let sys = cf(&db, rocks::CF_SYSTEM)?;
-        match db.get_cf(sys, SCHEMA_KEY)? {
-            None => db.put_cf(sys, SCHEMA_KEY, SCHEMA_VERSION.to_be_bytes())?,
+        Self::new_with_clock(db, sync, Arc::new(SystemClock))
+    }
+
+    /// [`EmbeddedMeta::new`] with lease times measured on `clock`.
+    pub fn new_with_clock(db: Arc<DB>, sync: bool, clock: Arc<dyn Clock>) -> Result<Self> {
+        let recorded = db.get_cf(cf(&db, rocks::CF_SYSTEM)?, SCHEMA_KEY)?;
+        match &recorded {
+            None => {}
             Some(v) => {
                 let found = v
                     .as_slice()
@@ -68,15 +86,32 @@ impl EmbeddedMeta {
                 }
             }
         }
-        Ok(EmbeddedMeta {
+        let meta = EmbeddedMeta {
             inner: Arc::new(Inner {
                 db,
                 sync,
+                clock,
                 write_lock: Mutex::new(()),
                 claims: Mutex::new(HashMap::new()),
                 log_seq: AtomicU64::new(0),
             }),
-        })
+        };
+        let recorded = recorded.and_then(|v| v.as_slice().try_into().ok().map(u32::from_be_bytes));
+        if recorded != Some(SCHEMA_VERSION) {
+            // A new database, or one from before the indexes: build them from the
+            // locations (idempotent), then record the version.
+            let n = index::backfill(&meta.inner)?;
+            if n > 0 {
+                tracing::info!(entries = n, "built the embedded engine indexes");
+            }
+            let db = &meta.inner.db;
+            db.put_cf(
+                cf(db, rocks::CF_SYSTEM)?,
+                SCHEMA_KEY,
+                SCHEMA_VERSION.to_be_bytes(),
+            )?;
+        }
+        Ok(meta)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -286,11 +321,22 @@ impl MetaStore for EmbeddedMeta {
                 rec.refcount += n;
                 batch.put_cf(meta, id.as_bytes(), chunk_value(&rec));
             }
-            let locs = cf(db, rocks::CF_LOCATIONS)?;
-            for l in &commit.new_locations {
-                batch.put_cf(locs, key_of(l)?, location_value(l));
+            if commit.blob.pin.is_some() {
+                let chunks = counts.keys().copied().collect();
+                inner.add_pins(&mut batch, &chunks, engine::pin_weight(commit.blob.pin), 1)?;
             }
-            inner.write(batch)?;
+            let mut tx = index::Tx::new(inner);
+            tx.batch = batch;
+            for l in &commit.new_locations {
+                let init = index::HotInit {
+                    class: commit.blob.class.clone(),
+                    blob: Some(commit.blob.id),
+                    placed_ms: l.last_verified_ms.unwrap_or(commit.blob.created_ms),
+                    read_ms: None,
+                };
+                tx.put_location(l, &init)?;
+            }
+            tx.commit()?;
             Ok(CommitOutcome::Committed)
         })
         .await
@@ -336,12 +382,16 @@ impl MetaStore for EmbeddedMeta {
         let id = *id;
         self.blocking(move |inner| {
             let _guard = lock(&inner.write_lock);
-            if inner.blob(&id)?.is_none() {
+            let Some(rec) = inner.blob(&id)? else {
                 return Ok(None);
-            }
+            };
             let entries = inner.manifest(&id)?;
             let db = &inner.db;
             let mut batch = WriteBatch::default();
+            if rec.pin.is_some() {
+                let chunks = entries.iter().map(|e| e.chunk).collect();
+                inner.add_pins(&mut batch, &chunks, engine::pin_weight(rec.pin), -1)?;
+            }
             batch.delete_cf(cf(db, rocks::CF_BLOBS)?, id.as_bytes());
             let man = cf(db, rocks::CF_MANIFEST)?;
             for e in &entries {
@@ -466,15 +516,22 @@ impl MetaStore for EmbeddedMeta {
         self.blocking(move |inner| {
             let _guard = lock(&inner.write_lock);
             let meta = cf(&inner.db, rocks::CF_CHUNK_META)?;
-            let mut batch = WriteBatch::default();
+            let mut tx = index::Tx::new(inner);
             for (id, (at, n)) in merged {
                 if let Some(mut rec) = inner.chunk(&id)? {
                     rec.last_access_ms = Some(rec.last_access_ms.map_or(at, |t| t.max(at)));
                     rec.access_count += n;
-                    batch.put_cf(meta, id.as_bytes(), chunk_value(&rec));
+                    tx.batch.put_cf(meta, id.as_bytes(), chunk_value(&rec));
+                    // A read keeps every pack holding the chunk out of the archive.
+                    for l in inner.locations(&id)? {
+                        if l.tier != Tier::Hot {
+                            tx.read_pack(&l.pack, at);
+                        }
+                    }
                 }
             }
             // Access statistics are advisory: losing the last batch in a crash is fine.
+            let batch = tx.finish()?;
             inner.db.write(batch)?;
             Ok(())
         })
@@ -520,12 +577,8 @@ impl MetaStore for EmbeddedMeta {
         self.blocking(move |inner| {
             let _guard = lock(&inner.write_lock);
             let db = &inner.db;
-            let (meta, gcq, locs) = (
-                cf(db, rocks::CF_CHUNK_META)?,
-                cf(db, rocks::CF_GC_QUEUE)?,
-                cf(db, rocks::CF_LOCATIONS)?,
-            );
-            let mut batch = WriteBatch::default();
+            let (meta, gcq) = (cf(db, rocks::CF_CHUNK_META)?, cf(db, rocks::CF_GC_QUEUE)?);
+            let mut tx = index::Tx::new(inner);
             let mut removed = Vec::new();
             for id in ids {
                 let Some(rec) = inner.chunk(&id)? else {
@@ -538,19 +591,19 @@ impl MetaStore for EmbeddedMeta {
                 let (mine, others): (Vec<_>, Vec<_>) =
                     all.into_iter().partition(|l| l.is_hot_on(&node));
                 for l in &mine {
-                    batch.delete_cf(locs, key_of(l)?);
+                    tx.delete_location(l)?;
                 }
                 if !mine.is_empty() {
                     removed.push(id);
                 }
                 if others.is_empty() {
-                    batch.delete_cf(meta, id.as_bytes());
+                    tx.batch.delete_cf(meta, id.as_bytes());
                     if let Some(since) = rec.zero_since_ms {
-                        batch.delete_cf(gcq, gc_key(since, &id));
+                        tx.batch.delete_cf(gcq, gc_key(since, &id));
                     }
                 }
             }
-            inner.write(batch)?;
+            tx.commit()?;
             Ok(removed)
         })
         .await
@@ -676,6 +729,83 @@ impl MetaStore for EmbeddedMeta {
 mod tests {
     use super::*;
     use rocksdb::perf::{set_perf_stats, PerfContext, PerfMetric, PerfStatsLevel};
+
+    /// A database from before the engine indexes (schema version 1: locations but no
+    /// index entries) gets them built when it is opened, once.
+    #[tokio::test]
+    async fn opening_a_version_1_database_builds_the_indexes() {
+        use crate::meta::{EngineStore, HotOrder, PlacementStore};
+        let dir = tempfile::tempdir().unwrap();
+        let db = rocks::open(dir.path(), &HotSettings::default()).unwrap();
+        let meta = EmbeddedMeta::new(db.clone(), false).unwrap();
+        let c = ChunkId::of(b"c");
+        let mut blob = BlobRecord {
+            id: BlobId::of(b"b"),
+            size: 10,
+            chunk_count: 1,
+            params: ChunkerParams::default(),
+            created_ms: 5,
+            class: String::new(),
+            pin: None,
+        };
+        let commit = BlobCommit {
+            blob: blob.clone(),
+            entries: vec![ManifestEntry {
+                offset: 0,
+                length: 10,
+                chunk: c,
+            }],
+            new_locations: vec![Location::hot(c, "n", 10, 5)],
+            node: "n".into(),
+        };
+        assert_eq!(
+            meta.commit_blob(&commit).await.unwrap(),
+            CommitOutcome::Committed
+        );
+        let mut w = Location::hot(c, "", 10, 5);
+        w.tier = Tier::Warm;
+        w.pack = "warm/p".into();
+        meta.add_locations(std::slice::from_ref(&w)).await.unwrap();
+        drop(meta);
+        // Back to version 1: no index entries, no counters.
+        for name in [
+            rocks::CF_HOT_COPIES,
+            rocks::CF_HOT_LRU,
+            rocks::CF_HOT_CLASS,
+            rocks::CF_HOT_USAGE,
+            rocks::CF_PACK_LOCATIONS,
+            rocks::CF_PACK_STATS,
+        ] {
+            let handle = cf(&db, name).unwrap();
+            let keys: Vec<_> = db
+                .iterator_cf(handle, IteratorMode::Start)
+                .map(|i| i.unwrap().0)
+                .collect();
+            assert!(!keys.is_empty(), "{name} was empty before the downgrade");
+            for k in keys {
+                db.delete_cf(handle, k).unwrap();
+            }
+        }
+        db.put_cf(cf(&db, rocks::CF_SYSTEM).unwrap(), SCHEMA_KEY, 1u32.to_be_bytes())
+            .unwrap();
+        let meta = EmbeddedMeta::new(db.clone(), false).unwrap();
+        assert_eq!(meta.hot_bytes("n").await.unwrap(), 10);
+        let hot = meta
+            .hot_copies("n", &HotOrder::LeastRecentlyRead, u64::MAX, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(hot.len(), 1);
+        assert_eq!((hot[0].chunk, hot[0].placed_ms), (c, 5));
+        assert_eq!(meta.pack_locations("warm/p").await.unwrap(), vec![w]);
+        assert_eq!(meta.usage().await.unwrap().warm.chunks, 0, "no pack record");
+        assert_eq!(meta.stats().await.unwrap().schema_version, SCHEMA_VERSION);
+        drop(meta);
+        // Opening again changes nothing (no second count).
+        let meta = EmbeddedMeta::new(db, false).unwrap();
+        assert_eq!(meta.hot_bytes("n").await.unwrap(), 10);
+        blob.pin = None;
+        assert_eq!(meta.blob(&blob.id).await.unwrap(), Some(blob));
+    }
 
     #[test]
     fn prefix_end_is_the_next_key_after_the_prefix() {

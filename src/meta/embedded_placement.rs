@@ -8,9 +8,9 @@
 use async_trait::async_trait;
 use rocksdb::WriteBatch;
 
+use super::index::{HotInit, Tx};
 use super::{lock, EmbeddedMeta, Inner};
 use crate::error::{Error, Result};
-use crate::meta::codec::{key_of, location_value};
 use crate::meta::placement::{allowed_removals, PackRecord, PackRestore, PlacementStore};
 use crate::meta::StoreId;
 use crate::model::{Location, Tier};
@@ -54,7 +54,7 @@ impl Inner {
         Ok(false)
     }
 
-    fn pack_record(&self, id: &str) -> Result<Option<PackRecord>> {
+    pub(super) fn pack_record(&self, id: &str) -> Result<Option<PackRecord>> {
         let cf = cf(&self.db, rocks::CF_PACKS)?;
         match self.db.get_pinned_cf(cf, id.as_bytes())? {
             None => Ok(None),
@@ -64,7 +64,7 @@ impl Inner {
         }
     }
 
-    fn put_pack_record(&self, batch: &mut WriteBatch, pack: &PackRecord) -> Result<()> {
+    pub(super) fn put_pack_record(&self, batch: &mut WriteBatch, pack: &PackRecord) -> Result<()> {
         let value = serde_json::to_vec(pack)
             .map_err(|e| Error::internal("encoding a pack record").with_source(e))?;
         batch.put_cf(cf(&self.db, rocks::CF_PACKS)?, pack.id.as_bytes(), value);
@@ -78,8 +78,8 @@ impl PlacementStore for EmbeddedMeta {
         let locations = locations.to_vec();
         self.blocking(move |inner| {
             let _guard = lock(&inner.write_lock);
-            let locs = cf(&inner.db, rocks::CF_LOCATIONS)?;
-            let mut batch = WriteBatch::default();
+            let now = inner.clock.now_ms();
+            let mut tx = Tx::new(inner);
             for l in &locations {
                 if inner.chunk(&l.chunk)?.is_none() {
                     return Err(Error::not_found(format!(
@@ -88,9 +88,16 @@ impl PlacementStore for EmbeddedMeta {
                         l.tier.as_str()
                     )));
                 }
-                batch.put_cf(locs, key_of(l)?, location_value(l));
+                // A hot copy added outside a put or a promotion has no class or blob.
+                let init = HotInit {
+                    class: String::new(),
+                    blob: None,
+                    placed_ms: l.last_verified_ms.unwrap_or(now),
+                    read_ms: None,
+                };
+                tx.put_location(l, &init)?;
             }
-            inner.write(batch)
+            tx.commit()
         })
         .await
     }
@@ -111,12 +118,11 @@ impl PlacementStore for EmbeddedMeta {
                 }
             }
             let removed = allowed_removals(&locations, &current, |c| referenced.contains(c));
-            let locs = cf(&inner.db, rocks::CF_LOCATIONS)?;
-            let mut batch = WriteBatch::default();
+            let mut tx = Tx::new(inner);
             for l in &removed {
-                batch.delete_cf(locs, key_of(l)?);
+                tx.delete_location(l)?;
             }
-            inner.write(batch)?;
+            tx.commit()?;
             Ok(removed)
         })
         .await

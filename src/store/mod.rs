@@ -119,10 +119,15 @@ impl Store {
             Some(db) => node_id(db, &settings)?,
             None => format!("node-{}", std::process::id()),
         };
+        let clock = components.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let (meta, wal_shared): (Arc<dyn MetaStore>, bool) = match (components.meta, &db) {
             (Some(m), _) => (m, false),
             (None, Some(db)) if settings.meta_postgres().is_none() => (
-                Arc::new(EmbeddedMeta::new(db.clone(), settings.hot.sync)?),
+                Arc::new(EmbeddedMeta::new_with_clock(
+                    db.clone(),
+                    settings.hot.sync,
+                    clock.clone(),
+                )?),
                 true,
             ),
             (None, _) => match settings.meta_postgres() {
@@ -142,7 +147,6 @@ impl Store {
             (None, Some(db)) => Arc::new(HotTier::new(db)),
             (None, None) => return Err(Error::internal("no hot tier configured")),
         };
-        let clock = components.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let tiers =
             crate::tier::Tiers::build(&settings, components.warm, components.cold, clock.clone())
                 .await?;
