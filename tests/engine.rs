@@ -177,18 +177,35 @@ async fn ttl_demotes_idle_copies_and_keeps_recently_read_ones() {
     env.clock.advance(1000 * SEC); // a idle 4000 s > 3600 s; b read 1000 s ago
 
     let plan = env.engine.plan().await.expect("plan");
-    assert_eq!(plan.demote_idle.chunks, chunk_ids(&env.store, &ia).await.len() as u64);
+    assert_eq!(
+        plan.demote_idle.chunks,
+        chunk_ids(&env.store, &ia).await.len() as u64
+    );
 
     let r = env.engine.run_pass(WorkerKind::Demote).await.expect("pass");
     assert!(r.errors.is_empty(), "{r:?}");
-    assert_eq!(r.chunks_moved, chunk_ids(&env.store, &ia).await.len() as u64, "{r:?}");
+    assert_eq!(
+        r.chunks_moved,
+        chunk_ids(&env.store, &ia).await.len() as u64,
+        "{r:?}"
+    );
     assert!(r.objects_written >= 2, "300 kB in 256 KiB packs: {r:?}");
     assert_eq!(env.warm.count("put"), r.objects_written);
     assert_eq!(tier_bytes(&env.store, &ia, Tier::Hot).await, 0);
-    assert_eq!(tier_bytes(&env.store, &ib, Tier::Hot).await, b_hot, "read recently");
+    assert_eq!(
+        tier_bytes(&env.store, &ib, Tier::Hot).await,
+        b_hot,
+        "read recently"
+    );
     assert_eq!(hot_bytes(&env).await, b_hot);
     for p in packs_of(&env.store, &ia, Tier::Warm).await {
-        let rec = env.store.meta().pack(&p).await.expect("pack").expect("record");
+        let rec = env
+            .store
+            .meta()
+            .pack(&p)
+            .await
+            .expect("pack")
+            .expect("record");
         assert_eq!(rec.class, "");
     }
     assert!(env.store.get(&ia).await.expect("get a from warm") == a);
@@ -200,7 +217,12 @@ async fn ttl_demotes_idle_copies_and_keeps_recently_read_ones() {
     assert_eq!(hot_bytes(&env).await, 0);
     assert!(env.store.get(&ib).await.expect("get b") == b);
     let passes = env.store.meta().passes().await.expect("passes");
-    assert!(passes.iter().any(|p| p.worker == "demote" && p.error.is_none()), "{passes:?}");
+    assert!(
+        passes
+            .iter()
+            .any(|p| p.worker == "demote" && p.error.is_none()),
+        "{passes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +246,8 @@ async fn watermarks_demote_least_recently_read_first_respecting_residency() {
         read(&env, &ids[i]).await; // LRU after d: c, then b, then a
     }
     let total = hot_bytes(&env).await;
-    let before: Vec<u64> = futures::future::join_all(ids.iter().map(|i| tier_bytes(&env.store, i, Tier::Hot))).await;
+    let before: Vec<u64> =
+        futures::future::join_all(ids.iter().map(|i| tier_bytes(&env.store, i, Tier::Hot))).await;
     assert_eq!(before.iter().sum::<u64>(), total);
     assert_eq!(total, 600_000, "hot copies are stored raw");
     let low = total * 3 / 4;
@@ -233,10 +256,18 @@ async fn watermarks_demote_least_recently_read_first_respecting_residency() {
 
     let r = env.engine.run_pass(WorkerKind::Demote).await.expect("pass");
     assert!(r.errors.is_empty(), "{r:?}");
-    let after: Vec<u64> = futures::future::join_all(ids.iter().map(|i| tier_bytes(&env.store, i, Tier::Hot))).await;
-    assert!(hot_bytes(&env).await <= low, "{} > {low}", hot_bytes(&env).await);
+    let after: Vec<u64> =
+        futures::future::join_all(ids.iter().map(|i| tier_bytes(&env.store, i, Tier::Hot))).await;
+    assert!(
+        hot_bytes(&env).await <= low,
+        "{} > {low}",
+        hot_bytes(&env).await
+    );
     assert_eq!(after[3], before[3], "d is within its minimum residency");
-    assert!(r.kept >= chunk_ids(&env.store, &ids[3]).await.len() as u64, "{r:?}");
+    assert!(
+        r.kept >= chunk_ids(&env.store, &ids[3]).await.len() as u64,
+        "{r:?}"
+    );
     assert_eq!(after[2], 0, "c was the least recently read after d");
     assert_eq!(after[0], before[0], "a was read last and stays");
     for (i, d) in ids.iter().zip(&data) {
@@ -253,33 +284,74 @@ async fn archive_copies_whole_packs_and_repacks_those_with_dead_chunks() {
     .await;
     let a = random_bytes(600_000, 21);
     let ia = env.store.put(a.clone()).await.expect("put a").id;
-    let ib = env.store.put(random_bytes(60_000, 22)).await.expect("put b").id;
-    let ic = env.store.put(random_bytes(60_000, 23)).await.expect("put c").id;
-    env.store.move_blob(&ia, Tier::Warm).await.expect("a to warm");
+    let ib = env
+        .store
+        .put(random_bytes(60_000, 22))
+        .await
+        .expect("put b")
+        .id;
+    let ic = env
+        .store
+        .put(random_bytes(60_000, 23))
+        .await
+        .expect("put c")
+        .id;
+    env.store
+        .move_blob(&ia, Tier::Warm)
+        .await
+        .expect("a to warm");
     let mut bc = chunk_ids(&env.store, &ib).await;
     bc.extend(chunk_ids(&env.store, &ic).await);
-    env.store.move_chunks(&bc, Tier::Warm).await.expect("b, c to warm");
+    env.store
+        .move_chunks(&bc, Tier::Warm)
+        .await
+        .expect("b, c to warm");
     let bc_pack = packs_of(&env.store, &ib, Tier::Warm).await;
-    assert_eq!(bc_pack, packs_of(&env.store, &ic, Tier::Warm).await, "one pack");
+    assert_eq!(
+        bc_pack,
+        packs_of(&env.store, &ic, Tier::Warm).await,
+        "one pack"
+    );
     env.store.delete(&ic).await.expect("delete c");
     let warm_a = packs_of(&env.store, &ia, Tier::Warm).await;
 
     env.clock.advance(2 * DAY);
     let plan = env.engine.plan().await.expect("plan");
-    assert_eq!(plan.archive.objects_written, warm_a.len() as u64 + 1, "{plan:?}");
-    let r = env.engine.run_pass(WorkerKind::Archive).await.expect("pass");
+    assert_eq!(
+        plan.archive.objects_written,
+        warm_a.len() as u64 + 1,
+        "{plan:?}"
+    );
+    let r = env
+        .engine
+        .run_pass(WorkerKind::Archive)
+        .await
+        .expect("pass");
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!(r.objects_written, warm_a.len() as u64 + 1, "{r:?}");
-    assert_eq!(env.warm.count("copy"), warm_a.len() as u64, "server-side copies");
+    assert_eq!(
+        env.warm.count("copy"),
+        warm_a.len() as u64,
+        "server-side copies"
+    );
 
     // Whole packs: the same pack under its cold name, in the archive class.
     let cold_a = packs_of(&env.store, &ia, Tier::Cold).await;
-    let renamed: Vec<String> = warm_a.iter().map(|p| p.replacen("warm/", "cold/", 1)).collect();
+    let renamed: Vec<String> = warm_a
+        .iter()
+        .map(|p| p.replacen("warm/", "cold/", 1))
+        .collect();
     assert_eq!(cold_a, renamed);
     assert!(packs_of(&env.store, &ia, Tier::Warm).await.is_empty());
     let now = env.clock.now_ms();
     for p in &cold_a {
-        let rec = env.store.meta().pack(p).await.expect("pack").expect("record");
+        let rec = env
+            .store
+            .meta()
+            .pack(p)
+            .await
+            .expect("pack")
+            .expect("record");
         assert_eq!(rec.storage_class, StorageClass::Glacier);
         assert_eq!(rec.min_keep_until_ms, Some(now + 90 * DAY));
         let head = env.cold.head(p).await.expect("head");
@@ -288,11 +360,30 @@ async fn archive_copies_whole_packs_and_repacks_those_with_dead_chunks() {
     // The pack with a dead chunk: b's live chunks repacked into a new cold pack.
     let cold_b = packs_of(&env.store, &ib, Tier::Cold).await;
     assert_eq!(cold_b.len(), 1);
-    assert_ne!(cold_b[0], bc_pack[0].replacen("warm/", "cold/", 1), "repacked, not copied");
+    assert_ne!(
+        cold_b[0],
+        bc_pack[0].replacen("warm/", "cold/", 1),
+        "repacked, not copied"
+    );
     assert!(packs_of(&env.store, &ib, Tier::Warm).await.is_empty());
-    let live = env.store.meta().pack_locations(&cold_b[0]).await.expect("pack locations");
-    assert_eq!(live.len(), chunk_ids(&env.store, &ib).await.len(), "only b's chunks");
-    let rec = env.store.meta().pack(&cold_b[0]).await.expect("pack").expect("record");
+    let live = env
+        .store
+        .meta()
+        .pack_locations(&cold_b[0])
+        .await
+        .expect("pack locations");
+    assert_eq!(
+        live.len(),
+        chunk_ids(&env.store, &ib).await.len(),
+        "only b's chunks"
+    );
+    let rec = env
+        .store
+        .meta()
+        .pack(&cold_b[0])
+        .await
+        .expect("pack")
+        .expect("record");
     assert_eq!(rec.min_keep_until_ms, Some(now + 90 * DAY));
     // The old warm objects are left for pack GC.
     assert!(env.warm.head(&warm_a[0]).await.is_ok());
@@ -301,7 +392,11 @@ async fn archive_copies_whole_packs_and_repacks_those_with_dead_chunks() {
     let err = env.store.get(&ia).await.expect_err("archived");
     assert_eq!(err.kind(), ErrorKind::RestorePending);
     env.clock.advance(RESTORE_DELAY_MS + 1);
-    let r = env.engine.run_pass(WorkerKind::Restore).await.expect("restore pass");
+    let r = env
+        .engine
+        .run_pass(WorkerKind::Restore)
+        .await
+        .expect("restore pass");
     assert!(r.errors.is_empty(), "{r:?}");
     assert!(env.store.get(&ia).await.expect("get a") == a);
 }
@@ -315,20 +410,36 @@ async fn small_objects_are_not_archived_alone() {
     .await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let id = env.store.put(random_bytes(50_000, 30 + i)).await.expect("put").id;
+        let id = env
+            .store
+            .put(random_bytes(50_000, 30 + i))
+            .await
+            .expect("put")
+            .id;
         env.store.move_blob(&id, Tier::Warm).await.expect("to warm");
         ids.push(id);
         if i == 0 {
             env.clock.advance(2 * DAY);
-            let r = env.engine.run_pass(WorkerKind::Archive).await.expect("pass");
+            let r = env
+                .engine
+                .run_pass(WorkerKind::Archive)
+                .await
+                .expect("pass");
             assert_eq!((r.objects_written, r.kept), (0, 1), "{r:?}");
             assert!(packs_of(&env.store, &id, Tier::Cold).await.is_empty());
         }
     }
     env.clock.advance(2 * DAY);
-    let r = env.engine.run_pass(WorkerKind::Archive).await.expect("pass");
+    let r = env
+        .engine
+        .run_pass(WorkerKind::Archive)
+        .await
+        .expect("pass");
     assert!(r.errors.is_empty(), "{r:?}");
-    assert_eq!(r.objects_written, 1, "five small packs gathered into one: {r:?}");
+    assert_eq!(
+        r.objects_written, 1,
+        "five small packs gathered into one: {r:?}"
+    );
     assert_eq!(env.warm.count("copy"), 0);
     let mut cold = Vec::new();
     for id in &ids {
@@ -370,12 +481,23 @@ async fn restore_worker_copies_restored_packs_up_and_one_request_per_pack() {
     for r in [r1, r2] {
         assert_eq!(r.expect_err("archived").kind(), ErrorKind::RestorePending);
     }
-    assert_eq!(env.cold.count("restore"), packs.len() as u64, "one request per pack");
+    assert_eq!(
+        env.cold.count("restore"),
+        packs.len() as u64,
+        "one request per pack"
+    );
 
     // Not restored yet: the pass polls and leaves it.
-    let r = env.engine.run_pass(WorkerKind::Restore).await.expect("pass");
+    let r = env
+        .engine
+        .run_pass(WorkerKind::Restore)
+        .await
+        .expect("pass");
     assert_eq!((r.restores, r.chunks_moved), (0, 0), "{r:?}");
-    assert_eq!(env.engine.status().await.expect("status").pending_restores, packs.len() as u64);
+    assert_eq!(
+        env.engine.status().await.expect("status").pending_restores,
+        packs.len() as u64
+    );
 
     env.clock.advance(RESTORE_DELAY_MS + 1);
     // The worker polls each pack on its own schedule; a fresh engine checks at once.
@@ -383,10 +505,21 @@ async fn restore_worker_copies_restored_packs_up_and_one_request_per_pack() {
     let r = engine.run_pass(WorkerKind::Restore).await.expect("pass");
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!(r.restores, packs.len() as u64, "{r:?}");
-    assert_eq!(r.chunks_moved, chunk_ids(&env.store, &ia).await.len() as u64);
-    assert_eq!(env.cold.count("restore"), packs.len() as u64, "no new request");
+    assert_eq!(
+        r.chunks_moved,
+        chunk_ids(&env.store, &ia).await.len() as u64
+    );
+    assert_eq!(
+        env.cold.count("restore"),
+        packs.len() as u64,
+        "no new request"
+    );
     assert!(!packs_of(&env.store, &ia, Tier::Warm).await.is_empty());
-    assert_eq!(packs_of(&env.store, &ia, Tier::Cold).await, packs, "cold copies stay");
+    assert_eq!(
+        packs_of(&env.store, &ia, Tier::Cold).await,
+        packs,
+        "cold copies stay"
+    );
     assert_eq!(engine.status().await.expect("status").pending_restores, 0);
     assert!(env.store.get(&ia).await.expect("get") == a);
     assert!(other.get(&ia).await.expect("get on the other node") == a);
@@ -405,35 +538,76 @@ async fn classes_and_pins() {
         );
     })
     .await;
-    let fast = PutOptions { class: "fast".into() };
+    let fast = PutOptions {
+        class: "fast".into(),
+    };
     let err = env
         .store
-        .put_with(random_bytes(1000, 1), &PutOptions { class: "nope".into() })
+        .put_with(
+            random_bytes(1000, 1),
+            &PutOptions {
+                class: "nope".into(),
+            },
+        )
         .await
         .expect_err("unknown class");
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.to_string().contains("nope"), "{err}");
     assert_eq!(hot_bytes(&env).await, 0, "nothing written");
 
-    let ia = env.store.put_with(random_bytes(100_000, 51), &fast).await.expect("put").id;
-    let ib = env.store.put(random_bytes(100_000, 52)).await.expect("put").id;
+    let ia = env
+        .store
+        .put_with(random_bytes(100_000, 51), &fast)
+        .await
+        .expect("put")
+        .id;
+    let ib = env
+        .store
+        .put(random_bytes(100_000, 52))
+        .await
+        .expect("put")
+        .id;
     assert_eq!(env.store.head(&ia).await.expect("head").class, "fast");
     env.clock.advance(120 * SEC);
     let r = env.engine.run_pass(WorkerKind::Demote).await.expect("pass");
     assert!(r.errors.is_empty(), "{r:?}");
-    assert_eq!(tier_bytes(&env.store, &ia, Tier::Hot).await, 0, "short-idle class moved");
-    assert!(tier_bytes(&env.store, &ib, Tier::Hot).await > 0, "default class stays");
+    assert_eq!(
+        tier_bytes(&env.store, &ia, Tier::Hot).await,
+        0,
+        "short-idle class moved"
+    );
+    assert!(
+        tier_bytes(&env.store, &ib, Tier::Hot).await > 0,
+        "default class stays"
+    );
     for p in packs_of(&env.store, &ia, Tier::Warm).await {
-        let rec = env.store.meta().pack(&p).await.expect("pack").expect("record");
+        let rec = env
+            .store
+            .meta()
+            .pack(&p)
+            .await
+            .expect("pack")
+            .expect("record");
         assert_eq!(rec.class, "fast");
     }
 
-    let err = env.store.pin(&BlobId::of(b"none"), Some(Tier::Hot)).await.expect_err("unknown");
+    let err = env
+        .store
+        .pin(&BlobId::of(b"none"), Some(Tier::Hot))
+        .await
+        .expect_err("unknown");
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    let err = env.store.pin(&ib, Some(Tier::Cold)).await.expect_err("cold pin");
+    let err = env
+        .store
+        .pin(&ib, Some(Tier::Cold))
+        .await
+        .expect_err("cold pin");
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     env.store.pin(&ib, Some(Tier::Hot)).await.expect("pin");
-    assert_eq!(env.store.head(&ib).await.expect("head").pin, Some(Tier::Hot));
+    assert_eq!(
+        env.store.head(&ib).await.expect("head").pin,
+        Some(Tier::Hot)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,16 +617,35 @@ async fn a_pinned_blob_survives_a_watermark_pass() {
         s.policy.hot_max_bytes = 1;
     })
     .await;
-    let ia = env.store.put(random_bytes(100_000, 61)).await.expect("put").id;
-    let ib = env.store.put(random_bytes(100_000, 62)).await.expect("put").id;
-    let ic = env.store.put(random_bytes(100_000, 63)).await.expect("put").id;
+    let ia = env
+        .store
+        .put(random_bytes(100_000, 61))
+        .await
+        .expect("put")
+        .id;
+    let ib = env
+        .store
+        .put(random_bytes(100_000, 62))
+        .await
+        .expect("put")
+        .id;
+    let ic = env
+        .store
+        .put(random_bytes(100_000, 63))
+        .await
+        .expect("put")
+        .id;
     env.store.pin(&ib, Some(Tier::Hot)).await.expect("pin");
     let b_hot = tier_bytes(&env.store, &ib, Tier::Hot).await;
     let r = env.engine.run_pass(WorkerKind::Demote).await.expect("pass");
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!(tier_bytes(&env.store, &ia, Tier::Hot).await, 0);
     assert_eq!(tier_bytes(&env.store, &ic, Tier::Hot).await, 0);
-    assert_eq!(tier_bytes(&env.store, &ib, Tier::Hot).await, b_hot, "pinned");
+    assert_eq!(
+        tier_bytes(&env.store, &ib, Tier::Hot).await,
+        b_hot,
+        "pinned"
+    );
     assert_eq!(hot_bytes(&env).await, b_hot);
     assert!(r.kept > 0, "{r:?}");
     env.store.pin(&ib, None).await.expect("unpin");
@@ -502,7 +695,11 @@ async fn a_commit_after_the_lease_was_taken_over_is_refused() {
         .await
         .expect_err("fenced");
     assert_eq!(err.kind(), ErrorKind::Fenced);
-    assert_eq!(tier_bytes(&env.store, &id, Tier::Hot).await, hot, "nothing removed");
+    assert_eq!(
+        tier_bytes(&env.store, &id, Tier::Hot).await,
+        hot,
+        "nothing removed"
+    );
     assert!(env.store.get(&id).await.expect("get") == data);
 
     // While the other node holds it, this node's pass moves nothing.

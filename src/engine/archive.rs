@@ -59,7 +59,12 @@ impl ClassSelection {
     /// The plan of this selection.
     pub fn step(&self) -> PlanStep {
         let copied: u64 = self.copies.iter().map(|c| c.pack.size).sum();
-        let repacked: u64 = self.repack.iter().flat_map(|c| &c.live).map(|l| l.length).sum();
+        let repacked: u64 = self
+            .repack
+            .iter()
+            .flat_map(|c| &c.live)
+            .map(|l| l.length)
+            .sum();
         PlanStep {
             chunks: self
                 .copies
@@ -93,7 +98,8 @@ impl Engine {
             after = Some(last.pack.id.clone());
             let full = page.len() == PAGE;
             for cand in page {
-                let Some(chosen) = self.choose(cand.pack, pol.archive_min_object_bytes).await? else {
+                let Some(chosen) = self.choose(cand.pack, pol.archive_min_object_bytes).await?
+                else {
                     sel.kept += 1;
                     continue;
                 };
@@ -164,7 +170,9 @@ impl Engine {
             }
             if !sel.repack.is_empty() {
                 if let Err(e) = self.archive_repack(&class, &sel.repack, report).await {
-                    report.errors.push(format!("repacking class {class:?}: {e}"));
+                    report
+                        .errors
+                        .push(format!("repacking class {class:?}: {e}"));
                 }
             }
         }
@@ -175,9 +183,13 @@ impl Engine {
     async fn archive_copy(&self, chosen: &Chosen, report: &mut PassReport) -> Result<()> {
         let meta = self.store.meta().clone();
         let node = self.store.node_id();
-        let Some(lease) =
-            LeaseGuard::acquire(&meta, &format!("pack:{}", chosen.pack.id), node, self.lease_ms())
-                .await?
+        let Some(lease) = LeaseGuard::acquire(
+            &meta,
+            &format!("pack:{}", chosen.pack.id),
+            node,
+            self.lease_ms(),
+        )
+        .await?
         else {
             return Ok(()); // another node is on it
         };
@@ -186,7 +198,12 @@ impl Engine {
         res.and(released)
     }
 
-    async fn copy_under(&self, lease: &LeaseGuard, chosen: &Chosen, report: &mut PassReport) -> Result<()> {
+    async fn copy_under(
+        &self,
+        lease: &LeaseGuard,
+        chosen: &Chosen,
+        report: &mut PassReport,
+    ) -> Result<()> {
         let tiers = self.store.pack_tiers();
         let (warm, cold) = (&tiers.warm, &tiers.cold);
         let (_, id) = parse_pack_name(&chosen.pack.id)?;
@@ -233,7 +250,11 @@ impl Engine {
             remove: chosen.live.clone(),
             ..PlacementChange::default()
         };
-        let removed = self.store.meta().commit_placement(Some(&lease.fence()), &change).await?;
+        let removed = self
+            .store
+            .meta()
+            .commit_placement(Some(&lease.fence()), &change)
+            .await?;
         report.objects_written += 1;
         count_moved(&removed, report);
         Ok(())
@@ -241,14 +262,20 @@ impl Engine {
 
     /// Repack the live chunks of several warm packs into cold packs, each pack's copies
     /// moving under that pack's lease.
-    async fn archive_repack(&self, class: &str, packs: &[Chosen], report: &mut PassReport) -> Result<()> {
+    async fn archive_repack(
+        &self,
+        class: &str,
+        packs: &[Chosen],
+        report: &mut PassReport,
+    ) -> Result<()> {
         let meta = self.store.meta().clone();
         let node = self.store.node_id();
         let mut leases: HashMap<String, LeaseGuard> = HashMap::new();
         let mut source: HashMap<ChunkId, Location> = HashMap::new();
         for c in packs {
             if let Some(l) =
-                LeaseGuard::acquire(&meta, &format!("pack:{}", c.pack.id), node, self.lease_ms()).await?
+                LeaseGuard::acquire(&meta, &format!("pack:{}", c.pack.id), node, self.lease_ms())
+                    .await?
             {
                 leases.insert(c.pack.id.clone(), l);
                 for l in &c.live {
@@ -288,11 +315,13 @@ impl Engine {
                 }
             }
             for built in writer.add(got).await? {
-                self.commit_cold_pack(leases, &source, &writer, built, report).await?;
+                self.commit_cold_pack(leases, &source, &writer, built, report)
+                    .await?;
             }
         }
         if let Some(built) = writer.finish().await? {
-            self.commit_cold_pack(leases, &source, &writer, built, report).await?;
+            self.commit_cold_pack(leases, &source, &writer, built, report)
+                .await?;
         }
         Ok(())
     }
@@ -310,8 +339,7 @@ impl Engine {
         let cold = &self.store.pack_tiers().cold;
         let now = self.store.clock_ms();
         let mut written = packing::upload(cold, built, writer.class(), now).await?;
-        written.record.min_keep_until_ms =
-            Some(now + cold.class().min_storage_days() * DAY_MS);
+        written.record.min_keep_until_ms = Some(now + cold.class().min_storage_days() * DAY_MS);
         report.objects_written += 1;
         let mut by_pack: HashMap<String, (Vec<Location>, Vec<Location>)> = HashMap::new();
         for l in written.locations {
@@ -323,14 +351,21 @@ impl Engine {
         }
         let mut record = Some(written.record);
         for (pack, (add, remove)) in by_pack {
-            let Some(lease) = leases.get(&pack) else { continue };
+            let Some(lease) = leases.get(&pack) else {
+                continue;
+            };
             let change = PlacementChange {
                 packs: record.iter().cloned().collect(),
                 add,
                 remove,
                 ..PlacementChange::default()
             };
-            match self.store.meta().commit_placement(Some(&lease.fence()), &change).await {
+            match self
+                .store
+                .meta()
+                .commit_placement(Some(&lease.fence()), &change)
+                .await
+            {
                 Ok(removed) => {
                     record = None;
                     count_moved(&removed, report);
@@ -346,7 +381,13 @@ impl Engine {
 }
 
 /// The record of a cold copy of `warm`, named `name`.
-fn cold_record(name: &str, warm: &PackRecord, class: crate::object::StorageClass, size: u64, now: u64) -> PackRecord {
+fn cold_record(
+    name: &str,
+    warm: &PackRecord,
+    class: crate::object::StorageClass,
+    size: u64,
+    now: u64,
+) -> PackRecord {
     PackRecord {
         id: name.to_string(),
         tier: Tier::Cold,
@@ -364,11 +405,15 @@ fn count_moved(removed: &[Location], report: &mut PassReport) {
     let bytes: u64 = removed.iter().map(|l| l.length).sum();
     report.chunks_moved += removed.len() as u64;
     report.bytes_moved += bytes;
-    metrics::counter!("strata_bytes_moved_total", "from" => "warm", "to" => "cold").increment(bytes);
+    metrics::counter!("strata_bytes_moved_total", "from" => "warm", "to" => "cold")
+        .increment(bytes);
 }
 
 /// Whether two tiers' object stores are one store (a server-side copy works between
 /// their keys): the same handle, or the same location.
-fn same_store(a: &Arc<dyn crate::object::ObjectStore>, b: &Arc<dyn crate::object::ObjectStore>) -> bool {
+fn same_store(
+    a: &Arc<dyn crate::object::ObjectStore>,
+    b: &Arc<dyn crate::object::ObjectStore>,
+) -> bool {
     Arc::ptr_eq(a, b) || a.describe() == b.describe()
 }

@@ -82,7 +82,8 @@ impl Engine {
         if p.hot_max_bytes == 0 {
             return Ok(sel);
         }
-        let (high, low) = watermark_bytes(p.hot_max_bytes, p.hot_high_watermark, p.hot_low_watermark);
+        let (high, low) =
+            watermark_bytes(p.hot_max_bytes, p.hot_high_watermark, p.hot_low_watermark);
         let idle_bytes: u64 = sel.idle.iter().map(|c| c.length).sum();
         let mut hot = meta.hot_bytes(&node).await?.saturating_sub(idle_bytes);
         if hot <= high {
@@ -96,7 +97,10 @@ impl Engine {
             let Some(last) = page.last() else { break };
             after = Some(last.cursor());
             let full = page.len() == PAGE;
-            let page: Vec<HotCopy> = page.into_iter().filter(|c| !taken.contains(&c.chunk)).collect();
+            let page: Vec<HotCopy> = page
+                .into_iter()
+                .filter(|c| !taken.contains(&c.chunk))
+                .collect();
             for c in self.filter_kept(page, now, &mut sel).await? {
                 if hot <= low {
                     break 'scan;
@@ -132,7 +136,8 @@ impl Engine {
             .collect();
         let mut out = Vec::with_capacity(page.len());
         for c in page {
-            let young = now.saturating_sub(c.placed_ms) < self.policy(&c.class).hot_min_residency_ms;
+            let young =
+                now.saturating_sub(c.placed_ms) < self.policy(&c.class).hot_min_residency_ms;
             if young || pinned.contains(&c.chunk) {
                 sel.kept += 1;
                 sel.touch.push((c.chunk, now));
@@ -162,7 +167,10 @@ impl Engine {
         let sel = self.select_demote(now).await?;
         report.kept += sel.kept;
         if !sel.touch.is_empty() {
-            self.store.meta().touch_hot(self.store.node_id(), &sel.touch).await?;
+            self.store
+                .meta()
+                .touch_hot(self.store.node_id(), &sel.touch)
+                .await?;
         }
         let mut copies: Vec<HotCopy> = sel.idle.into_iter().chain(sel.watermark).collect();
         // Chunks of one blob (and class) go into the same packs.
@@ -174,7 +182,9 @@ impl Engine {
                 .iter()
                 .position(|c| c.class != class)
                 .map_or(copies.len(), |n| start + n);
-            let res = self.demote_class(lease, &class, &copies[start..end], report).await;
+            let res = self
+                .demote_class(lease, &class, &copies[start..end], report)
+                .await;
             match res {
                 Err(e) if e.kind() == ErrorKind::Fenced => return Err(e),
                 Err(e) => report.errors.push(format!("class {class:?}: {e}")),
@@ -209,7 +219,9 @@ impl Engine {
                 if !l.iter().any(|x| x.is_hot_on(node)) {
                     continue; // the index was ahead of this read; nothing to move
                 }
-                if l.iter().any(|x| x.tier != Tier::Hot && x.health == Health::Ok) {
+                if l.iter()
+                    .any(|x| x.tier != Tier::Hot && x.health == Health::Ok)
+                {
                     drop_only.push(*id);
                 } else {
                     to_read.push(*id);
@@ -220,15 +232,18 @@ impl Engine {
                     remove: drop_only.iter().map(|c| hot_loc(c, node)).collect(),
                     ..PlacementChange::default()
                 };
-                self.commit_removing_hot(lease, &change, &lengths, report).await?;
+                self.commit_removing_hot(lease, &change, &lengths, report)
+                    .await?;
             }
             let chunks = self.read_hot(&to_read, report).await;
             for built in writer.add(chunks).await? {
-                self.commit_warm_pack(lease, &writer, built, &lengths, report).await?;
+                self.commit_warm_pack(lease, &writer, built, &lengths, report)
+                    .await?;
             }
         }
         if let Some(built) = writer.finish().await? {
-            self.commit_warm_pack(lease, &writer, built, &lengths, report).await?;
+            self.commit_warm_pack(lease, &writer, built, &lengths, report)
+                .await?;
         }
         Ok(())
     }
@@ -242,9 +257,10 @@ impl Engine {
         for (id, r) in ids.iter().zip(reads) {
             match r {
                 Ok(Some(b)) => got.push((*id, b)),
-                Ok(None) => report
-                    .errors
-                    .push(format!("chunk {}: recorded in hot but not there", id.short())),
+                Ok(None) => report.errors.push(format!(
+                    "chunk {}: recorded in hot but not there",
+                    id.short()
+                )),
                 Err(e) => report.errors.push(format!("chunk {}: {e}", id.short())),
             }
         }
@@ -257,9 +273,10 @@ impl Engine {
         match checked {
             Ok((good, bad)) => {
                 for (id, _) in bad {
-                    report
-                        .errors
-                        .push(format!("chunk {}: hot copy does not match its id", id.short()));
+                    report.errors.push(format!(
+                        "chunk {}: hot copy does not match its id",
+                        id.short()
+                    ));
                 }
                 good
             }
@@ -291,7 +308,8 @@ impl Engine {
             remove: chunks.iter().map(|c| hot_loc(c, node)).collect(),
             ..PlacementChange::default()
         };
-        self.commit_removing_hot(lease, &change, lengths, report).await
+        self.commit_removing_hot(lease, &change, lengths, report)
+            .await
     }
 
     async fn commit_removing_hot(
@@ -303,13 +321,20 @@ impl Engine {
     ) -> Result<()> {
         let node = self.store.node_id();
         let fence = lease.fence();
-        let removed = self.store.meta().commit_placement(Some(&fence), change).await?;
+        let removed = self
+            .store
+            .meta()
+            .commit_placement(Some(&fence), change)
+            .await?;
         let gone: Vec<ChunkId> = removed
             .iter()
             .filter(|l| l.is_hot_on(node))
             .map(|l| l.chunk)
             .collect();
-        let bytes: u64 = gone.iter().map(|c| lengths.get(c).copied().unwrap_or(0)).sum();
+        let bytes: u64 = gone
+            .iter()
+            .map(|c| lengths.get(c).copied().unwrap_or(0))
+            .sum();
         report.chunks_moved += gone.len() as u64;
         report.bytes_moved += bytes;
         metrics::counter!("strata_bytes_moved_total", "from" => "hot", "to" => "warm")

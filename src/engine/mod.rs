@@ -254,7 +254,12 @@ impl Engine {
 
     /// `[workers] lease_secs` in ms.
     fn lease_ms(&self) -> u64 {
-        self.store.settings().workers.lease_secs.saturating_mul(1000).max(1000)
+        self.store
+            .settings()
+            .workers
+            .lease_secs
+            .saturating_mul(1000)
+            .max(1000)
     }
 }
 

@@ -13,7 +13,10 @@ impl Engine {
         let sel = self.select_demote(now).await?;
         let mut archive = PlanStep::default();
         if tiers.cold.class() != crate::object::StorageClass::Standard
-            || self.classes().iter().any(|c| self.policy(c).warm_idle_ms.is_some())
+            || self
+                .classes()
+                .iter()
+                .any(|c| self.policy(c).warm_idle_ms.is_some())
         {
             for class in self.classes() {
                 let s = self.select_archive(&class, now).await?.step();

@@ -63,7 +63,11 @@ impl Engine {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self.store.meta().restore_requests(after.as_deref(), PAGE).await?;
+            let page = self
+                .store
+                .meta()
+                .restore_requests(after.as_deref(), PAGE)
+                .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
             let full = page.len() == PAGE;
@@ -91,7 +95,10 @@ impl Engine {
     }
 
     fn backoff(&self) -> std::sync::MutexGuard<'_, Backoff> {
-        self.state.restores.lock().unwrap_or_else(|e| e.into_inner())
+        self.state
+            .restores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     async fn restore_one(&self, pack: &PackRecord, report: &mut PassReport) -> Result<()> {
@@ -106,7 +113,12 @@ impl Engine {
         res.and(released)
     }
 
-    async fn restore_under(&self, lease: &LeaseGuard, pack: &PackRecord, report: &mut PassReport) -> Result<()> {
+    async fn restore_under(
+        &self,
+        lease: &LeaseGuard,
+        pack: &PackRecord,
+        report: &mut PassReport,
+    ) -> Result<()> {
         let now = self.store.clock_ms();
         let tier = self.store.pack_tiers().get(pack.tier)?;
         let status = tier.restore_status(&pack.id).await?;
@@ -140,7 +152,12 @@ impl Engine {
 
     /// Copy the live chunks of a readable cold pack that have no healthy warm copy into
     /// warm packs (fenced commits; the cold copies stay).
-    async fn copy_up(&self, lease: &LeaseGuard, pack: &PackRecord, report: &mut PassReport) -> Result<()> {
+    async fn copy_up(
+        &self,
+        lease: &LeaseGuard,
+        pack: &PackRecord,
+        report: &mut PassReport,
+    ) -> Result<()> {
         let meta = self.store.meta();
         let locs = meta.pack_locations(&pack.id).await?;
         let warm = &self.store.pack_tiers().warm;
@@ -153,7 +170,8 @@ impl Engine {
                 .filter(|l| l.health == Health::Ok)
                 .filter(|l| {
                     !all.get(&l.chunk).is_some_and(|v| {
-                        v.iter().any(|x| x.tier == Tier::Warm && x.health == Health::Ok)
+                        v.iter()
+                            .any(|x| x.tier == Tier::Warm && x.health == Health::Ok)
                     })
                 })
                 .map(|l| (l.chunk, None, vec![l.clone()]))
@@ -198,7 +216,8 @@ impl Engine {
         report.objects_written += 1;
         report.chunks_moved += chunks;
         report.bytes_moved += bytes;
-        metrics::counter!("strata_bytes_moved_total", "from" => "cold", "to" => "warm").increment(bytes);
+        metrics::counter!("strata_bytes_moved_total", "from" => "cold", "to" => "warm")
+            .increment(bytes);
         Ok(())
     }
 }

@@ -50,7 +50,11 @@ impl Engine {
         let costs = &self.store.settings().costs;
         let tiers = self.store.pack_tiers();
         let price = |class: crate::object::StorageClass| {
-            costs.storage_gb_month.get(class.as_str()).copied().unwrap_or(0.0)
+            costs
+                .storage_gb_month
+                .get(class.as_str())
+                .copied()
+                .unwrap_or(0.0)
         };
         // Packs are priced by the class their tier writes now.
         let monthly_cost = vec![

@@ -786,8 +786,12 @@ mod tests {
                 db.delete_cf(handle, k).unwrap();
             }
         }
-        db.put_cf(cf(&db, rocks::CF_SYSTEM).unwrap(), SCHEMA_KEY, 1u32.to_be_bytes())
-            .unwrap();
+        db.put_cf(
+            cf(&db, rocks::CF_SYSTEM).unwrap(),
+            SCHEMA_KEY,
+            1u32.to_be_bytes(),
+        )
+        .unwrap();
         let meta = EmbeddedMeta::new(db.clone(), false).unwrap();
         assert_eq!(meta.hot_bytes("n").await.unwrap(), 10);
         let hot = meta
