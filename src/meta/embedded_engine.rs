@@ -321,7 +321,9 @@ impl EngineStore for EmbeddedMeta {
     }
 
     async fn hot_bytes(&self, node: &str) -> Result<u64> {
-        Ok(index::hot_usage(&self.inner, node)?.0)
+        let node = node.to_string();
+        self.blocking(move |inner| Ok(index::hot_usage(inner, &node)?.0))
+            .await
     }
 
     async fn touch_hot(&self, node: &str, reads: &[(ChunkId, u64)]) -> Result<()> {

@@ -490,3 +490,96 @@ pub(super) fn backfill(inner: &Inner) -> Result<u64> {
     tx.commit()?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use rocksdb::IteratorMode;
+
+    use super::super::{EmbeddedMeta, SCHEMA_KEY, SCHEMA_VERSION};
+    use crate::id::{BlobId, ChunkId};
+    use crate::meta::MetaStore;
+    use crate::model::*;
+    use crate::rocks::{self, cf};
+    use crate::settings::HotSettings;
+
+    /// A database from before the engine indexes (schema version 1: locations but no
+    /// index entries) gets them built when it is opened, once.
+    #[tokio::test]
+    async fn opening_a_version_1_database_builds_the_indexes() {
+        use crate::meta::{EngineStore, HotOrder, PlacementStore};
+        let dir = tempfile::tempdir().unwrap();
+        let db = rocks::open(dir.path(), &HotSettings::default()).unwrap();
+        let meta = EmbeddedMeta::new(db.clone(), false).unwrap();
+        let c = ChunkId::of(b"c");
+        let mut blob = BlobRecord {
+            id: BlobId::of(b"b"),
+            size: 10,
+            chunk_count: 1,
+            params: ChunkerParams::default(),
+            created_ms: 5,
+            class: String::new(),
+            pin: None,
+        };
+        let commit = BlobCommit {
+            blob: blob.clone(),
+            entries: vec![ManifestEntry {
+                offset: 0,
+                length: 10,
+                chunk: c,
+            }],
+            new_locations: vec![Location::hot(c, "n", 10, 5)],
+            node: "n".into(),
+        };
+        assert_eq!(
+            meta.commit_blob(&commit).await.unwrap(),
+            CommitOutcome::Committed
+        );
+        let mut w = Location::hot(c, "", 10, 5);
+        w.tier = Tier::Warm;
+        w.pack = "warm/p".into();
+        meta.add_locations(std::slice::from_ref(&w)).await.unwrap();
+        drop(meta);
+        // Back to version 1: no index entries, no counters.
+        for name in [
+            rocks::CF_HOT_COPIES,
+            rocks::CF_HOT_LRU,
+            rocks::CF_HOT_CLASS,
+            rocks::CF_HOT_USAGE,
+            rocks::CF_PACK_LOCATIONS,
+            rocks::CF_PACK_STATS,
+        ] {
+            let handle = cf(&db, name).unwrap();
+            let keys: Vec<_> = db
+                .iterator_cf(handle, IteratorMode::Start)
+                .map(|i| i.unwrap().0)
+                .collect();
+            assert!(!keys.is_empty(), "{name} was empty before the downgrade");
+            for k in keys {
+                db.delete_cf(handle, k).unwrap();
+            }
+        }
+        db.put_cf(
+            cf(&db, rocks::CF_SYSTEM).unwrap(),
+            SCHEMA_KEY,
+            1u32.to_be_bytes(),
+        )
+        .unwrap();
+        let meta = EmbeddedMeta::new(db.clone(), false).unwrap();
+        assert_eq!(meta.hot_bytes("n").await.unwrap(), 10);
+        let hot = meta
+            .hot_copies("n", &HotOrder::LeastRecentlyRead, u64::MAX, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(hot.len(), 1);
+        assert_eq!((hot[0].chunk, hot[0].placed_ms), (c, 5));
+        assert_eq!(meta.pack_locations("warm/p").await.unwrap(), vec![w]);
+        assert_eq!(meta.usage().await.unwrap().warm.chunks, 0, "no pack record");
+        assert_eq!(meta.stats().await.unwrap().schema_version, SCHEMA_VERSION);
+        drop(meta);
+        // Opening again changes nothing (no second count).
+        let meta = EmbeddedMeta::new(db, false).unwrap();
+        assert_eq!(meta.hot_bytes("n").await.unwrap(), 10);
+        blob.pin = None;
+        assert_eq!(meta.blob(&blob.id).await.unwrap(), Some(blob));
+    }
+}
