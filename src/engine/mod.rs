@@ -12,9 +12,23 @@
 //! several nodes could do at once runs under leases from the metadata store (on its
 //! clock), and every commit carries the lease's fencing token.
 
+mod archive;
+mod demote;
+pub mod lease;
+mod packing;
+mod plan;
+mod restore;
+mod status;
+mod workers;
+
+use std::sync::{Arc, Mutex};
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::settings::ClassPolicy;
+
+pub use workers::EngineWorker;
 
 /// The workers of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -160,12 +174,23 @@ pub struct TierStatus {
 #[derive(Clone)]
 pub struct Engine {
     store: crate::Store,
+    state: Arc<State>,
+}
+
+/// What the engine keeps in this process between passes.
+#[derive(Default)]
+struct State {
+    /// When to check each pending restore again.
+    restores: Mutex<restore::Backoff>,
 }
 
 impl Engine {
     /// The engine of `store` (cheap; holds a clone of the handle).
     pub fn new(store: crate::Store) -> Self {
-        Engine { store }
+        Engine {
+            store,
+            state: Arc::default(),
+        }
     }
 
     /// The store it runs on.
@@ -173,24 +198,86 @@ impl Engine {
         &self.store
     }
 
-    /// Run one pass of `kind` now: the code the daemon runs on its interval.
+    /// Run one pass of `kind` now: the code the daemon runs on its interval. Per-item
+    /// errors are in the report's `errors`; an error that stopped the pass is returned
+    /// (and recorded as the pass's outcome).
     pub async fn run_pass(&self, kind: WorkerKind) -> Result<PassReport> {
-        let _ = (&self.store, kind);
-        Err(Error::internal("engine passes: not implemented yet"))
+        self.store.check_usable()?;
+        self.pass(kind).await
     }
 
     /// What a pass of each worker would do now, changing nothing.
     pub async fn plan(&self) -> Result<Plan> {
-        Err(Error::internal("engine plan: not implemented yet"))
+        self.store.check_usable()?;
+        self.make_plan().await
     }
 
     /// Usage, watermarks, restores, last passes, backlog and cost.
     pub async fn status(&self) -> Result<TierStatus> {
-        Err(Error::internal("engine status: not implemented yet"))
+        self.store.check_usable()?;
+        self.make_status().await
     }
 
     /// Start every worker whose `[workers]` interval is not 0 on `set`.
     pub fn start(&self, set: &mut crate::worker::WorkerSet) {
-        let _ = set;
+        let w = &self.store.settings().workers;
+        for (kind, secs) in [
+            (WorkerKind::Restore, w.restore_interval_secs),
+            (WorkerKind::Demote, w.demote_interval_secs),
+            (WorkerKind::Archive, w.archive_interval_secs),
+            (WorkerKind::Gc, w.gc_interval_secs),
+        ] {
+            if secs > 0 {
+                set.start(
+                    Arc::new(EngineWorker::new(self.clone(), kind)),
+                    std::time::Duration::from_secs(secs),
+                );
+            }
+        }
+    }
+
+    /// The policy classes: the default (`""`) and every `[policy.classes.NAME]`.
+    fn classes(&self) -> Vec<String> {
+        std::iter::once(String::new())
+            .chain(self.store.settings().policy.classes.keys().cloned())
+            .collect()
+    }
+
+    /// The policy of `class`; a class no longer defined falls back to the default.
+    fn policy(&self, class: &str) -> ClassPolicy {
+        let p = &self.store.settings().policy;
+        let archive = self.store.pack_tiers().cold.class() != crate::object::StorageClass::Standard;
+        p.class(class, archive)
+            .or_else(|| p.class("", archive))
+            .unwrap_or_else(|| unreachable_default(archive))
+    }
+
+    /// `[workers] lease_secs` in ms.
+    fn lease_ms(&self) -> u64 {
+        self.store
+            .settings()
+            .workers
+            .lease_secs
+            .saturating_mul(1000)
+            .max(1000)
+    }
+}
+
+/// The default policy, which [`crate::settings::PolicySettings::class`] always has.
+fn unreachable_default(archive: bool) -> ClassPolicy {
+    let d = crate::settings::PolicySettings::default();
+    match d.class("", archive) {
+        Some(c) => c,
+        None => ClassPolicy {
+            name: String::new(),
+            hot_idle_ms: d.hot_idle_secs * 1000,
+            hot_min_residency_ms: d.hot_min_residency_secs * 1000,
+            warm_idle_ms: None,
+            archive_min_object_bytes: d.archive_min_object_bytes,
+            promote_after_reads: d.promote_after_reads,
+            promote_window_ms: d.promote_window_secs * 1000,
+            restore_tier: d.restore_tier,
+            restore_days: d.restore_days,
+        },
     }
 }

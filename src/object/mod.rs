@@ -80,6 +80,17 @@ impl StorageClass {
     pub fn needs_restore(self) -> bool {
         matches!(self, StorageClass::Glacier | StorageClass::DeepArchive)
     }
+
+    /// The minimum storage duration of the class in days: an object deleted or
+    /// overwritten earlier is billed as if kept this long (docs/tiers.md has the table;
+    /// `STANDARD_IA`, which strata does not write, is 30).
+    pub fn min_storage_days(self) -> u64 {
+        match self {
+            StorageClass::Standard => 0,
+            StorageClass::GlacierIr | StorageClass::Glacier => 90,
+            StorageClass::DeepArchive => 180,
+        }
+    }
 }
 
 impl fmt::Display for StorageClass {

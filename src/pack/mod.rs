@@ -682,6 +682,11 @@ impl PackBuilder {
         }
     }
 
+    /// An empty builder with this one's target size and compression level.
+    pub fn empty_like(&self) -> PackBuilder {
+        PackBuilder::new(self.target_bytes, self.level)
+    }
+
     /// Add a chunk whose uncompressed bytes are `raw`.
     ///
     /// `Corrupt` if `raw` does not hash to `id`. A chunk id already in this pack is

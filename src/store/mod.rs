@@ -8,6 +8,7 @@
 mod access;
 mod admin;
 mod assemble;
+mod engine_support;
 mod fetch;
 mod identity;
 mod put;
@@ -26,8 +27,8 @@ use moka::future::Cache;
 
 pub use admin::{GcReport, Stat, TierBytes};
 pub use identity::IDENTITY_KEY;
-pub use put::PutReceipt;
 pub(crate) use put::BLOCK_BYTES;
+pub use put::{PutOptions, PutReceipt};
 pub use tiering::MoveReport;
 pub use verify::{CheckMethod, DamagedBlob, DamagedCopy, LostChunk, TierCheck, VerifyReport};
 

@@ -68,19 +68,33 @@ struct Batch {
     chunks: Vec<(u64, ChunkId, Bytes)>,
 }
 
+/// Options of a put ([`Store::put_with`] and friends).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// The policy class (`[policy.classes.NAME]`) recorded with the blob; `""` = the
+    /// default policy. An unknown class is `InvalidInput`, before anything is written.
+    pub class: String,
+}
+
 impl Store {
     /// Store `data` as a blob. The bytes are not copied on the way to the hot tier.
     pub async fn put(&self, data: Bytes) -> Result<PutReceipt> {
+        self.put_with(data, &PutOptions::default()).await
+    }
+
+    /// [`Store::put`] with options (a policy class).
+    pub async fn put_with(&self, data: Bytes, options: &PutOptions) -> Result<PutReceipt> {
         self.check_open()?;
+        self.check_class(&options.class)?;
         let once = |data: Bytes| futures::stream::iter([Ok::<Bytes, std::io::Error>(data)]);
-        let result = match self.put_blocks(once(data.clone())).await {
+        let result = match self.put_blocks_with(once(data.clone()), options).await {
             // A copy vanished between the dedup check and the commit (a scrub marked it
             // corrupt): the bytes are at hand, so try once more.
             Err(e)
                 if e.kind() == ErrorKind::Unavailable
                     && e.context().starts_with("chunks vanished") =>
             {
-                self.put_blocks(once(data.clone())).await
+                self.put_blocks_with(once(data.clone()), options).await
             }
             other => other,
         };
@@ -91,10 +105,20 @@ impl Store {
     /// Store everything `reader` yields as a blob, with bounded memory.
     pub async fn put_stream<R: AsyncRead + Send + Unpin + 'static>(
         &self,
+        reader: R,
+    ) -> Result<PutReceipt> {
+        self.put_stream_with(reader, &PutOptions::default()).await
+    }
+
+    /// [`Store::put_stream`] with options (a policy class).
+    pub async fn put_stream_with<R: AsyncRead + Send + Unpin + 'static>(
+        &self,
         mut reader: R,
+        options: &PutOptions,
     ) -> Result<PutReceipt> {
         self.check_open()?;
-        self.ingest(|feed| async move {
+        self.check_class(&options.class)?;
+        self.ingest(&options.class, |feed| async move {
             loop {
                 let mut buf = BytesMut::with_capacity(BLOCK_BYTES);
                 while buf.len() < BLOCK_BYTES {
@@ -121,8 +145,17 @@ impl Store {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
+        self.put_blocks_with(blocks, &PutOptions::default()).await
+    }
+
+    /// [`Store::put_blocks`] with options (a policy class).
+    pub async fn put_blocks_with<S>(&self, blocks: S, options: &PutOptions) -> Result<PutReceipt>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
+    {
         self.check_open()?;
-        self.ingest(|feed| async move {
+        self.check_class(&options.class)?;
+        self.ingest(&options.class, |feed| async move {
             let mut blocks = blocks;
             while let Some(mut block) = blocks.next().await.transpose()? {
                 // Big blocks go on in slices so that chunking, hashing and writing
@@ -141,7 +174,7 @@ impl Store {
 
     /// The ingest pipeline around `produce`, which sends the blob's blocks in order to
     /// the [`Feed`] it is given and returns at the end of the input.
-    async fn ingest<F, Fut>(&self, produce: F) -> Result<PutReceipt>
+    async fn ingest<F, Fut>(&self, class: &str, produce: F) -> Result<PutReceipt>
     where
         F: FnOnce(Feed) -> Fut,
         Fut: Future<Output = Result<()>>,
@@ -173,7 +206,7 @@ impl Store {
         read_res.map_err(|e| e.context_prefix("reading input"))?;
         chunker.await??;
         let (id, size) = hasher.await?;
-        let done = self.commit(id, size, params, written).await?;
+        let done = self.commit(id, size, params, class, written).await?;
         drop(fence);
         self.discard_hot(done.discard).await;
         Ok(done.receipt)
@@ -246,6 +279,7 @@ impl Store {
         id: BlobId,
         size: u64,
         params: ChunkerParams,
+        class: &str,
         w: Written,
     ) -> Result<Committed> {
         if w.new_chunks > 0 && !(self.inner.wal_shared && self.inner.settings.hot.sync) {
@@ -269,7 +303,7 @@ impl Store {
                 chunk_count: chunks,
                 params,
                 created_ms: self.now_ms(),
-                class: String::new(),
+                class: class.to_string(),
                 pin: None,
             },
             entries: w.entries,
@@ -321,6 +355,17 @@ impl Store {
 }
 
 impl Store {
+    /// `InvalidInput` naming `class` unless it is `""` or a `[policy.classes.NAME]`.
+    fn check_class(&self, class: &str) -> Result<()> {
+        if class.is_empty() || self.inner.settings.policy.classes.contains_key(class) {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "unknown policy class {class:?}: define it as [policy.classes.{class}]"
+            )))
+        }
+    }
+
     /// Drop the hot tier's unconfirmed notes of chunks whose locations are now recorded.
     /// A note left behind only makes the next `gc` look the chunk up and keep it.
     pub(super) async fn confirm_hot(&self, ids: Vec<ChunkId>) {

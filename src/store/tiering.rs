@@ -221,22 +221,31 @@ impl Store {
         report.copies_kept += (victims.len() - removed.len()) as u64;
         let hot: Vec<ChunkId> = removed
             .iter()
-            .filter(|l| l.tier == Tier::Hot)
+            .filter(|l| l.is_hot_on(node))
             .map(|l| l.chunk)
             .collect();
-        if hot.is_empty() {
+        self.delete_removed_hot(&hot).await
+    }
+
+    /// Delete the hot bytes of chunks whose hot location on this node a commit has just
+    /// removed (a move, a demotion), keeping those a put or promotion re-recorded since.
+    /// The one place moves delete hot bytes.
+    pub(crate) async fn delete_removed_hot(&self, chunks: &[ChunkId]) -> Result<()> {
+        if chunks.is_empty() {
             return Ok(());
         }
+        let node = &self.inner.node;
         // As GC does: delete only while no put is between its chunk writes and its
         // commit, and keep bytes a put re-recorded in the meantime.
         let _fence = self.inner.gc_fence.write().await;
-        let now = self.inner.meta.locations_many(&hot).await?;
-        let gone: Vec<ChunkId> = hot
-            .into_iter()
+        let now = self.inner.meta.locations_many(chunks).await?;
+        let gone: Vec<ChunkId> = chunks
+            .iter()
             .filter(|c| {
                 !now.get(c)
                     .is_some_and(|ls| ls.iter().any(|l| l.is_hot_on(node)))
             })
+            .copied()
             .collect();
         self.inner.hot.delete_many(gone).await
     }
