@@ -18,6 +18,12 @@ pub trait Worker: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Do one round of work. Errors are logged and the worker keeps ticking.
     fn tick(&self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>>;
+    /// Whether `close()` runs one more tick: yes for workers holding buffered work (the
+    /// access statistics), no for policy passes, which would otherwise run a whole pass
+    /// while the daemon is shutting down.
+    fn tick_on_close(&self) -> bool {
+        true
+    }
 }
 
 struct Running {
@@ -65,7 +71,7 @@ impl WorkerSet {
                     }
                 }
             }
-            if let Some(worker) = weak.upgrade() {
+            if let Some(worker) = weak.upgrade().filter(|w| w.tick_on_close()) {
                 if let Err(e) = worker.tick().await {
                     tracing::warn!(worker = worker.name(), error = %e, "final tick failed");
                 }

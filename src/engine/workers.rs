@@ -29,6 +29,10 @@ impl Worker for EngineWorker {
         self.kind.as_str()
     }
 
+    fn tick_on_close(&self) -> bool {
+        false
+    }
+
     fn tick(&self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
         Box::pin(async move {
             // A closed store (shutdown's final tick) has nothing to do.
