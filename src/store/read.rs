@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -173,10 +174,20 @@ impl Store {
         self.inner.access.record(e.chunk, self.now_ms());
         let this = self.clone();
         let (chunk, blob) = (e.chunk, *blob);
-        self.inner
+        // Set only by the fetch that fills the cache: a caller that waited on another
+        // caller's fetch counts as a hit.
+        let missed = Arc::new(AtomicBool::new(false));
+        let miss = missed.clone();
+        let got = self
+            .inner
             .chunks
-            .try_get_with(e.chunk, async move { this.fetch_verified(&chunk).await })
-            .await
+            .try_get_with(e.chunk, async move {
+                miss.store(true, Ordering::Relaxed);
+                this.fetch_verified(&chunk).await
+            })
+            .await;
+        count_cache(!missed.load(Ordering::Relaxed));
+        got
             .map_err(|err: Arc<Error>| {
                 Error::new(
                     err.kind(),
@@ -195,8 +206,10 @@ impl Store {
     async fn chunk_bytes_uncached(&self, blob: &BlobId, e: &ManifestEntry) -> Result<Bytes> {
         self.inner.access.record(e.chunk, self.now_ms());
         if let Some(bytes) = self.inner.chunks.get(&e.chunk).await {
+            count_cache(true);
             return Ok(bytes);
         }
+        count_cache(false);
         self.fetch_verified(&e.chunk).await.map_err(|err| {
             Error::new(
                 err.kind(),
@@ -367,5 +380,14 @@ mod tests {
         let e = check_range(&rec, &(3..5_000_001)).unwrap_err();
         assert!(e.to_string().contains("reaches past the end"), "{e}");
         assert!(check_range(&rec, &(5_000_000..5_000_000)).is_ok());
+    }
+}
+
+/// Count a chunk-cache lookup (`strata_cache_hits_total` / `strata_cache_misses_total`).
+fn count_cache(hit: bool) {
+    if hit {
+        metrics::counter!("strata_cache_hits_total").increment(1);
+    } else {
+        metrics::counter!("strata_cache_misses_total").increment(1);
     }
 }
