@@ -222,6 +222,7 @@ impl Store {
         for e in entries {
             if seen.insert(e.chunk)
                 && !self.inner.chunks.contains_key(&e.chunk)
+                && self.inner.promotions.pending(&e.chunk).is_none()
                 && (stale_filter || !self.inner.hot.may_contain(&e.chunk).await)
             {
                 need.push((e.chunk, e.length));

@@ -6,7 +6,7 @@
 //! queue or an exhausted budget drops the promotion and counts it: the chunk stays in
 //! warm or cold, and a later read offers it again.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -59,8 +59,9 @@ impl PromotionStats {
 struct Queue {
     items: VecDeque<(ChunkId, Bytes)>,
     bytes: usize,
-    /// Chunks queued or being written: a chunk is offered once until it is in hot.
-    pending: HashSet<ChunkId>,
+    /// Chunks queued or being written, with their verified bytes: a chunk is offered
+    /// once until it is in hot, and reads take it from here meanwhile.
+    pending: HashMap<ChunkId, Bytes>,
 }
 
 /// A token bucket of bytes on the store's clock; bursts up to one second's budget.
@@ -145,7 +146,7 @@ impl Promotions {
             reads.invalidate(&id).await;
         }
         let mut q = self.lock_queue();
-        if q.pending.contains(&id) {
+        if q.pending.contains_key(&id) {
             return;
         }
         if q.bytes + bytes.len() > QUEUE_MAX_BYTES {
@@ -156,9 +157,18 @@ impl Promotions {
             return;
         }
         q.bytes += bytes.len();
-        q.pending.insert(id);
+        q.pending.insert(id, bytes.clone());
         q.items.push_back((id, bytes.clone()));
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The verified bytes of a chunk queued or being written: a read between the
+    /// promoting read and the hot write takes them here instead of fetching again.
+    pub(super) fn pending(&self, id: &ChunkId) -> Option<Bytes> {
+        if !self.enabled {
+            return None;
+        }
+        self.lock_queue().pending.get(id).cloned()
     }
 
     /// The counters so far.

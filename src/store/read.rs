@@ -228,6 +228,9 @@ impl Store {
         if let Some(bytes) = self.inner.tiers.take_staged(id) {
             return Ok(bytes); // fetched (and verified) by a coalesced read just before
         }
+        if let Some(bytes) = self.inner.promotions.pending(id) {
+            return Ok(bytes); // read (and verified) from warm or cold, on its way to hot
+        }
         let now = self.now_ms();
         let corrupt_here = match self.inner.hot.get(id).await {
             Ok(Some(bytes)) if ChunkId::of(&bytes) == *id => return Ok(bytes),
