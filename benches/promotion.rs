@@ -95,7 +95,11 @@ impl Side {
     async fn read(&mut self) -> Duration {
         let r = self.next_range().await;
         let t = Instant::now();
-        let got = self.store.get_range(&self.id, r.clone()).await.expect("read");
+        let got = self
+            .store
+            .get_range(&self.id, r.clone())
+            .await
+            .expect("read");
         let d = t.elapsed();
         assert_eq!(got.len() as u64, r.end - r.start);
         d

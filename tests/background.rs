@@ -61,12 +61,7 @@ struct Gate {
 
 impl Gates {
     fn gate(&self, point: &'static str) -> Arc<Gate> {
-        self.gates
-            .lock()
-            .unwrap()
-            .entry(point)
-            .or_default()
-            .clone()
+        self.gates.lock().unwrap().entry(point).or_default().clone()
     }
     fn arm(&self, point: &'static str) {
         self.gate(point).armed.store(true, Ordering::SeqCst);
@@ -238,7 +233,10 @@ async fn promotion_over_the_byte_budget_is_skipped_and_counted() {
     assert_eq!(env.store.get(&id).await.unwrap(), data);
     env.store.run_promotions().await.unwrap();
     let more = env.store.stat(&id).await.unwrap().tiers.hot;
-    assert!(more > hot && more <= hot + 100_000 + 65_536, "{hot} → {more}");
+    assert!(
+        more > hot && more <= hot + 100_000 + 65_536,
+        "{hot} → {more}"
+    );
     env.store.close().await.unwrap();
 }
 
@@ -421,6 +419,10 @@ async fn close_waits_for_a_put_in_flight() {
     let receipt = timed("put", put).await.unwrap().unwrap();
     timed("close", close).await.unwrap().unwrap();
     assert_eq!(receipt.size, data.len() as u64);
-    let err = env.store.put(Bytes::from_static(b"late")).await.unwrap_err();
+    let err = env
+        .store
+        .put(Bytes::from_static(b"late"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), strata::ErrorKind::Closed);
 }

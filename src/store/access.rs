@@ -198,7 +198,8 @@ mod tests {
         let ids: Vec<ChunkId> = (0..5u8).map(|i| ChunkId::of(&[i])).collect();
         log.record(ids[0], 10);
         log.record(ids[1], 10);
-        meta.fail_all.store(true, std::sync::atomic::Ordering::SeqCst);
+        meta.fail_all
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(log.flush().await.is_err());
         assert_eq!(log.pending(), 2, "the failed batch is kept");
         // New reads merge into it; past the bound they are dropped and counted.

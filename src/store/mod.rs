@@ -19,9 +19,9 @@ mod tiering;
 mod verify;
 mod writing;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -187,18 +187,17 @@ impl Store {
             })
             .await;
         count_cache(!missed.load(Ordering::Relaxed));
-        got
-            .map_err(|err: Arc<Error>| {
-                Error::new(
-                    err.kind(),
-                    format!(
-                        "{} (chunk {} of blob {})",
-                        err.context(),
-                        chunk.short(),
-                        blob.short()
-                    ),
-                )
-            })
+        got.map_err(|err: Arc<Error>| {
+            Error::new(
+                err.kind(),
+                format!(
+                    "{} (chunk {} of blob {})",
+                    err.context(),
+                    chunk.short(),
+                    blob.short()
+                ),
+            )
+        })
     }
 
     /// [`Self::chunk_bytes`] for a chunk no later read is expected to want: taken from

@@ -263,9 +263,8 @@ impl Store {
             // again; one that released before the gate has committed, which the
             // re-read below sees.
             let _gate = self.inner.writing.gate().await;
-            let (held, free): (Vec<ChunkId>, Vec<ChunkId>) = chunks
-                .iter()
-                .partition(|c| self.inner.writing.is_held(c));
+            let (held, free): (Vec<ChunkId>, Vec<ChunkId>) =
+                chunks.iter().partition(|c| self.inner.writing.is_held(c));
             out.held = held;
             let now = self.inner.meta.locations_many(&free).await?;
             out.deleted = free
