@@ -208,10 +208,11 @@ mod tests {
         log.record(ids[3], 20);
         assert_eq!(log.pending(), 3);
         assert_eq!(log.dropped(), 2, "one access and one hot read of ids[3]");
-        let p = log.lock();
-        assert_eq!(p.access[&ids[0]], (20, 2));
-        assert_eq!(p.touch[&ids[0]], 20);
-        drop(p);
+        {
+            let p = log.lock();
+            assert_eq!(p.access[&ids[0]], (20, 2));
+            assert_eq!(p.touch[&ids[0]], 20);
+        }
         // Failing again keeps it again, nothing more lost.
         assert!(log.flush().await.is_err());
         assert_eq!((log.pending(), log.dropped()), (3, 2));

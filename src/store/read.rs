@@ -357,6 +357,15 @@ fn check_range(rec: &BlobRecord, range: &Range<u64>) -> Result<()> {
     Ok(())
 }
 
+/// Count a chunk-cache lookup (`strata_cache_hits_total` / `strata_cache_misses_total`).
+fn count_cache(hit: bool) {
+    if hit {
+        metrics::counter!("strata_cache_hits_total").increment(1);
+    } else {
+        metrics::counter!("strata_cache_misses_total").increment(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,14 +391,5 @@ mod tests {
         let e = check_range(&rec, &(3..5_000_001)).unwrap_err();
         assert!(e.to_string().contains("reaches past the end"), "{e}");
         assert!(check_range(&rec, &(5_000_000..5_000_000)).is_ok());
-    }
-}
-
-/// Count a chunk-cache lookup (`strata_cache_hits_total` / `strata_cache_misses_total`).
-fn count_cache(hit: bool) {
-    if hit {
-        metrics::counter!("strata_cache_hits_total").increment(1);
-    } else {
-        metrics::counter!("strata_cache_misses_total").increment(1);
     }
 }
