@@ -100,6 +100,9 @@ pub struct HotTier {
     /// Chunks were deleted since the last reclaim compaction (the persisted reclaim
     /// marker, mirrored here so a read asks without a RocksDB call).
     deleted: Arc<AtomicBool>,
+    /// Chunk deletions so far, held while one writes the persisted marker and while a
+    /// reclaim decides to clear it.
+    deletions: Arc<std::sync::Mutex<u64>>,
 }
 
 impl HotTier {
@@ -114,6 +117,7 @@ impl HotTier {
             unlogged: Arc::default(),
             flushing: Arc::default(),
             deleted: Arc::new(AtomicBool::new(pending)),
+            deletions: Arc::default(),
         }
     }
 
@@ -129,15 +133,20 @@ impl HotTier {
             self.deleted.store(true, Ordering::SeqCst);
         }
         let db = self.db.clone();
+        let deletions = self.deletions.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             let cf = cf(&db, name)?;
             let mut batch = WriteBatch::default();
             for id in &ids {
                 batch.delete_cf(cf, id.as_bytes());
             }
-            if name == CF_CHUNKS {
-                batch.put_cf(crate::rocks::cf(&db, CF_SYSTEM)?, RECLAIM_PENDING, []);
+            if name != CF_CHUNKS {
+                db.write(batch)?;
+                return Ok(());
             }
+            batch.put_cf(crate::rocks::cf(&db, CF_SYSTEM)?, RECLAIM_PENDING, []);
+            let mut n = deletions.lock().unwrap_or_else(|e| e.into_inner());
+            *n += 1;
             db.write(batch)?;
             Ok(())
         })
@@ -303,9 +312,15 @@ impl ChunkTier for HotTier {
 
     async fn reclaim(&self) -> Result<u64> {
         let db = self.db.clone();
-        let reclaimed = tokio::task::spawn_blocking(move || reclaim::run(&db)).await??;
-        // The compaction dropped the deleted keys (and the persisted marker with them).
-        self.deleted.store(false, Ordering::SeqCst);
+        let deletions = self.deletions.clone();
+        let before = *deletions.lock().unwrap_or_else(|e| e.into_inner());
+        let reclaimed =
+            tokio::task::spawn_blocking(move || reclaim::run(&db, &deletions)).await??;
+        // The compaction dropped the deleted keys (and the persisted marker with them),
+        // unless chunks were deleted while it ran.
+        if *self.deletions.lock().unwrap_or_else(|e| e.into_inner()) == before {
+            self.deleted.store(false, Ordering::SeqCst);
+        }
         Ok(reclaimed)
     }
 }

@@ -172,7 +172,8 @@ async fn replicated_put_on_one_node_is_readable_on_another() {
         b.get_range(&id, 1..99_999).await.expect("range on b"),
         data.slice(1..99_999)
     );
-    // b promoted the chunks into its own hot tier.
+    // b promoted the chunks into its own hot tier (off the read path: now).
+    b.run_promotions().await.expect("promote on b");
     let st = b.stat(&id).await.expect("stat");
     assert!(st.tiers.hot > 0 && st.tiers.warm == st.tiers.hot, "{st:?}");
     assert!(a

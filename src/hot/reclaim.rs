@@ -21,7 +21,10 @@ use crate::rocks::{cf, CF_CHUNKS, CF_SYSTEM};
 const RELOCATE_AT_GARBAGE_FRACTION: u64 = 8;
 
 /// The reclaim of the chunks column family; the bytes its files shrank by.
-pub(super) fn run(db: &DB) -> Result<u64> {
+/// `deletions` is the hot tier's count of chunk deletions: the marker is cleared only if
+/// no deletion happened while the compactions ran (deletions no longer wait for gc).
+pub(super) fn run(db: &DB, deletions: &std::sync::Mutex<u64>) -> Result<u64> {
+    let seen = *deletions.lock().unwrap_or_else(|e| e.into_inner());
     let sys = cf(db, CF_SYSTEM)?;
     if db.get_pinned_cf(sys, RECLAIM_PENDING)?.is_none() {
         return Ok(0);
@@ -57,8 +60,15 @@ pub(super) fn run(db: &DB) -> Result<u64> {
         )?;
     }
     // Cleared only after the compactions returned: a process killed during them leaves
-    // the marker, and the next `gc` runs them again.
-    db.delete_cf(sys, RECLAIM_PENDING)?;
+    // the marker, and the next `gc` runs them again. A deletion during them (which may
+    // have missed the compaction) leaves it too; checked and cleared under the lock
+    // every chunk deletion takes to set it.
+    {
+        let now = deletions.lock().unwrap_or_else(|e| e.into_inner());
+        if *now == seen {
+            db.delete_cf(sys, RECLAIM_PENDING)?;
+        }
+    }
     let after = footprint(db)?;
     tracing::debug!(
         before,

@@ -1,6 +1,6 @@
 //! Inspection and upkeep: `stat`, `list`, `delete` and `gc` (`verify` is in `verify.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -149,9 +149,12 @@ impl Store {
     /// commit, so bytes whose deletion never happened are swept by the next run; and
     /// the hot tier keeps a marker from a chunk deletion until a completed reclaim, so
     /// an interrupted compaction is redone even by a run that removes nothing.
+    ///
+    /// Puts, reads and moves go on while it runs, its compaction included: bytes are
+    /// deleted through [`Store::delete_removed_hot`]'s rule, which skips chunks a put in
+    /// flight holds (docs/design.md, "Deleting hot bytes while puts run").
     pub async fn gc(&self) -> Result<GcReport> {
-        self.check_open()?;
-        let _fence = self.inner.gc_fence.write().await;
+        let _op = self.begin().await?;
         let grace_ms = self.inner.settings.gc.grace_secs.saturating_mul(1000);
         let cutoff = self.now_ms().saturating_sub(grace_ms);
         let node = &self.inner.node;
@@ -179,15 +182,19 @@ impl Store {
             let noted: Vec<ChunkId> = mine.keys().copied().collect();
             self.inner.hot.note_unconfirmed(noted.clone()).await?;
             let removed = self.inner.meta.gc_remove(&candidates, node).await?;
-            for id in &removed {
-                self.inner.chunks.invalidate(id).await;
+            let done = self.delete_unrecorded_hot(&removed).await?;
+            for id in &done.deleted {
                 report.hot_bytes_removed += mine.get(id).copied().unwrap_or(0);
             }
-            report.chunks_removed += removed.len() as u64;
-            self.inner.hot.delete_many(removed).await?;
+            report.chunks_removed += done.deleted.len() as u64;
             // After the deletion, in the same log: a note that survives a crash means
-            // the deletion may not have.
-            self.inner.hot.confirm(noted).await?;
+            // the deletion may not have. Chunks a put in flight holds keep their notes:
+            // the sweep of a later run decides them once the put is done.
+            let held: HashSet<ChunkId> = done.held.into_iter().collect();
+            self.inner
+                .hot
+                .confirm(noted.into_iter().filter(|c| !held.contains(c)).collect())
+                .await?;
             if page.len() < PAGE {
                 break;
             }
@@ -198,35 +205,25 @@ impl Store {
     }
 
     /// Delete hot chunks whose writes were never confirmed as recorded (DESIGN §3: a
-    /// crash before the commit leaves unreferenced chunks, which GC reclaims). Called
-    /// with the fence held exclusively, so no put is between its writes and its commit:
-    /// a noted chunk without a recorded hot copy on this node is garbage.
+    /// crash before the commit leaves unreferenced chunks, which GC reclaims): a noted
+    /// chunk that no put in flight holds and no hot location on this node records is
+    /// garbage. Chunks held by a put in flight keep their notes; the sweep stops at a
+    /// page made only of those (a later run takes them up).
     async fn sweep_unconfirmed(&self, report: &mut GcReport) -> Result<()> {
-        let node = &self.inner.node;
         loop {
             let noted = self.inner.hot.unconfirmed(PAGE).await?;
             if noted.is_empty() {
                 return Ok(());
             }
-            let locations = self.inner.meta.locations_many(&noted).await?;
-            let orphans: Vec<ChunkId> = noted
-                .iter()
-                .filter(|c| {
-                    !locations
-                        .get(c)
-                        .is_some_and(|ls| ls.iter().any(|l| l.is_hot_on(node)))
-                })
-                .copied()
-                .collect();
-            for id in &orphans {
-                self.inner.chunks.invalidate(id).await;
-            }
-            report.orphans_removed += orphans.len() as u64;
-            report.chunks_removed += orphans.len() as u64;
-            self.inner.hot.delete_many(orphans).await?;
+            let done = self.delete_unrecorded_hot(&noted).await?;
+            report.orphans_removed += done.deleted.len() as u64;
+            report.chunks_removed += done.deleted.len() as u64;
             let last_page = noted.len() < PAGE;
-            self.inner.hot.confirm(noted).await?;
-            if last_page {
+            let held: HashSet<ChunkId> = done.held.into_iter().collect();
+            let settled: Vec<ChunkId> = noted.into_iter().filter(|c| !held.contains(c)).collect();
+            let progress = !settled.is_empty();
+            self.inner.hot.confirm(settled).await?;
+            if last_page || !progress {
                 return Ok(());
             }
         }

@@ -1,6 +1,6 @@
 //! Reads that fall through to warm and cold packs (DESIGN §4–5): coalesced fetches
 //! ahead of a read, each chunk's copies tried in order, bad copies marked, and what was
-//! read promoted into hot.
+//! read offered for promotion into hot (written later, off the read path: `promote`).
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -12,9 +12,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::ChunkId;
 use crate::model::{Health, Location, ManifestEntry, Tier, VerifyRecord};
 use crate::tier::ChunkRead;
-
-/// Largest write to hot of one promotion step.
-const PROMOTE_BATCH_BYTES: usize = 8 << 20;
 
 /// Which error to report when a chunk's copies failed differently: the one that tells
 /// the caller most about what to do (wait, retry, give up).
@@ -181,8 +178,8 @@ impl Store {
             .collect()
     }
 
-    /// After a hot miss: read one chunk from warm or cold and promote it. `None` when it
-    /// has no healthy shared copy.
+    /// After a hot miss: read one chunk from warm or cold and offer it for promotion.
+    /// `None` when it has no healthy shared copy.
     pub(super) async fn fetch_shared(
         &self,
         id: &ChunkId,
@@ -195,13 +192,13 @@ impl Store {
         let bytes = got
             .pop()
             .unwrap_or_else(|| Err(Error::internal("no read result")))?;
-        self.promote(vec![(*id, bytes.clone())]).await;
+        self.offer_promotions(&[(*id, bytes.clone())]).await;
         Ok(Some(bytes))
     }
 
     /// Before reading `entries`: fetch those neither cached nor hot from their packs with
     /// coalesced ranged GETs, into the staging area the per-chunk path takes them from
-    /// (and into hot, when promotion is on). Best effort:
+    /// (and offered for promotion). Best effort:
     /// whatever fails here is fetched again, and reported, by the per-chunk path.
     ///
     /// Each fetched chunk is first offered to `take` as soon as it is verified; a chunk
@@ -225,6 +222,7 @@ impl Store {
         for e in entries {
             if seen.insert(e.chunk)
                 && !self.inner.chunks.contains_key(&e.chunk)
+                && self.inner.promotions.pending(&e.chunk).is_none()
                 && (stale_filter || !self.inner.hot.may_contain(&e.chunk).await)
             {
                 need.push((e.chunk, e.length));
@@ -257,7 +255,7 @@ impl Store {
         }
         let ids: Vec<ChunkId> = need.iter().map(|n| n.0).collect();
         // Chunks another read is fetching are waited for, not fetched again; the claim
-        // on the others lasts until they are staged and promoted (end of this function).
+        // on the others lasts until they are staged (end of this function).
         let claim = self.inner.tiers.claim_fetch(&ids).await;
         let mine: HashSet<ChunkId> = claim.ids().iter().copied().collect();
         need.retain(|n| mine.contains(&n.0));
@@ -285,35 +283,8 @@ impl Store {
                 fetched.push((w.0, bytes));
             }
         }
-        self.promote(fetched).await;
+        self.offer_promotions(&fetched).await;
         drop(claim);
-    }
-
-    /// Copy chunks read from warm or cold into hot and record the copies, when the
-    /// settings allow. Failures are logged: the read itself has succeeded.
-    ///
-    /// Written in batches of at most [`PROMOTE_BATCH_BYTES`]: the chunks are already in
-    /// memory (the read holds them), but one write batch of a whole prefetch window
-    /// would be another copy of all of it, on top of the memtable it lands in.
-    async fn promote(&self, chunks: Vec<(ChunkId, Bytes)>) {
-        if !self.inner.settings.tiers.promote || chunks.is_empty() {
-            return;
-        }
-        let mut chunks = chunks.into_iter().peekable();
-        while chunks.peek().is_some() {
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            while let Some(c) =
-                chunks.next_if(|c| batch.is_empty() || bytes + c.1.len() <= PROMOTE_BATCH_BYTES)
-            {
-                bytes += c.1.len();
-                batch.push(c);
-            }
-            if let Err(e) = self.write_hot(batch).await {
-                tracing::warn!(error = %e, "promotion into hot failed");
-                return;
-            }
-        }
     }
 
     /// Write verified chunks to this node's hot tier, make them durable, record them.
@@ -327,15 +298,17 @@ impl Store {
             .map(|(id, b)| Location::hot(*id, &self.inner.node, b.len() as u64, now))
             .collect();
         let bytes = chunks.iter().map(|c| c.1.len() as u64).sum();
-        // GC deletes bytes only while holding the fence exclusively, after its commit:
-        // holding it shared keeps it from deleting what is written here before it is recorded.
-        let _fence = self.inner.gc_fence.read().await;
         let ids: Vec<ChunkId> = chunks.iter().map(|c| c.0).collect();
+        // Registered from before the write until after the record: no deletion of hot
+        // bytes removes these in between (`writing`).
+        let registration = self.inner.writing.registration();
+        registration.add(&ids).await;
         self.inner.hot.put_many(chunks).await?;
         if !(self.inner.wal_shared && self.inner.settings.hot.sync) {
             self.inner.hot.sync().await?;
         }
         self.inner.meta.add_locations(&locs).await?;
+        drop(registration);
         self.confirm_hot(ids).await;
         Ok(bytes)
     }

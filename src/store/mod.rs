@@ -11,13 +11,17 @@ mod assemble;
 mod engine_support;
 mod fetch;
 mod identity;
+mod promote;
 mod put;
 mod put_existing;
 mod read;
 mod restore;
 mod tiering;
 mod verify;
+mod writing;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +31,7 @@ use moka::future::Cache;
 
 pub use admin::{GcReport, Stat, TierBytes};
 pub use identity::IDENTITY_KEY;
+pub use promote::PromotionStats;
 pub(crate) use put::BLOCK_BYTES;
 pub use put::{PutOptions, PutReceipt};
 pub use tiering::MoveReport;
@@ -43,6 +48,8 @@ use crate::rocks;
 use crate::settings::Settings;
 use crate::worker::WorkerSet;
 use access::AccessLog;
+use promote::Promotions;
+use writing::WriteRegistry;
 
 /// Blobs with at most this many chunks have their whole manifest cached after a read;
 /// larger ones are looked up by range each time (one metadata query).
@@ -63,6 +70,17 @@ pub struct Components {
     pub warm: Option<Arc<dyn crate::object::ObjectStore>>,
     /// Object store of the cold tier (default: from `settings.tiers.cold`).
     pub cold: Option<Arc<dyn crate::object::ObjectStore>>,
+    /// Test hook: awaited at named points of some operations (see [`PausePoint`]).
+    pub pause: Option<Arc<dyn PausePoint>>,
+}
+
+/// A test hook that can hold an operation at a named point, to force an interleaving
+/// of concurrent operations. Points: `"hot-delete"` (a deletion of hot bytes, after the
+/// metadata commit that removed their locations, before the deletion step) and
+/// `"put-commit"` (a put, after writing its chunks, before its metadata commit).
+pub trait PausePoint: Send + Sync + 'static {
+    /// Return when the operation at `point` may go on.
+    fn at<'a>(&'a self, point: &'static str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
 
 /// A function wrapping the metadata store, see [`Components::wrap_meta`].
@@ -89,10 +107,15 @@ struct Inner {
     blobs: Cache<BlobId, Arc<BlobRecord>>,
     manifests: Cache<BlobId, Arc<Vec<ManifestEntry>>>,
     access: Arc<AccessLog>,
-    /// Puts hold it shared from their first chunk write to their commit; GC holds it
-    /// exclusively from its metadata commit to its byte deletion, so GC never deletes
-    /// bytes a put in flight is about to reference.
-    gc_fence: tokio::sync::RwLock<()>,
+    promotions: Arc<Promotions>,
+    /// Chunks being written to hot and not yet committed; every deletion of hot bytes
+    /// skips them (see `writing`).
+    writing: WriteRegistry,
+    /// Held shared by each put, gc and move for its whole run, so that `close()` (which
+    /// takes it exclusively once) waits for them. Never held exclusively by anything
+    /// else: it orders nothing between operations.
+    in_flight: tokio::sync::RwLock<()>,
+    pause: Option<Arc<dyn PausePoint>>,
     workers: tokio::sync::Mutex<WorkerSet>,
     closed: AtomicBool,
 }
@@ -165,13 +188,14 @@ impl Store {
             .max_capacity(cache_bytes / 16)
             .weigher(move |_: &BlobId, v: &Arc<Vec<ManifestEntry>>| weigh_cap(v.len() * 48))
             .build();
-        let access = Arc::new(AccessLog::new(meta.clone()));
+        let access = Arc::new(AccessLog::new(meta.clone(), node.clone()));
         let mut workers = WorkerSet::new();
         workers.start(
             access.clone(),
             Duration::from_millis(settings.access.flush_interval_ms.max(10)),
         );
-        Ok(Store {
+        let promotions = Arc::new(Promotions::new(&settings, clock.clone()));
+        let store = Store {
             inner: Arc::new(Inner {
                 settings,
                 meta,
@@ -184,11 +208,26 @@ impl Store {
                 blobs,
                 manifests,
                 access,
-                gc_fence: tokio::sync::RwLock::new(()),
+                promotions: promotions.clone(),
+                writing: WriteRegistry::default(),
+                in_flight: tokio::sync::RwLock::new(()),
+                pause: components.pause,
                 workers: tokio::sync::Mutex::new(workers),
                 closed: AtomicBool::new(false),
             }),
-        })
+        };
+        // Started after the access flush, so stopped before it: promotions drained at
+        // close still count as reads.
+        if promotions.enabled() {
+            promotions.attach(Arc::downgrade(&store.inner));
+            store
+                .inner
+                .workers
+                .lock()
+                .await
+                .start(promotions, promote::TICK);
+        }
+        Ok(store)
     }
 
     /// The settings this store runs with.
@@ -234,10 +273,23 @@ impl Store {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        // Wait for puts and GC in flight to finish before tearing down.
-        let _fence = self.inner.gc_fence.write().await;
+        // Wait for puts, gc and moves in flight to finish before tearing down; any that
+        // start later see the store closed (`begin`).
+        drop(self.inner.in_flight.write().await);
         self.inner.workers.lock().await.close().await?;
         self.inner.hot.sync().await
+    }
+
+    /// Write the read statistics gathered so far now, instead of at the access-flush
+    /// worker's next tick. A failed write keeps them for the next flush.
+    pub async fn flush_access(&self) -> Result<()> {
+        self.inner.access.flush().await
+    }
+
+    /// Reads whose statistics were dropped (pending batches full while the metadata
+    /// store failed), and distinct chunks whose read counts wait to be written.
+    pub fn access_backlog(&self) -> (u64, usize) {
+        (self.inner.access.dropped(), self.inner.access.pending())
     }
 
     fn check_open(&self) -> Result<()> {
@@ -245,6 +297,20 @@ impl Store {
             Err(Error::closed())
         } else {
             Ok(())
+        }
+    }
+
+    /// Start an operation that `close()` must wait for: `Closed` once closing began.
+    async fn begin(&self) -> Result<tokio::sync::RwLockReadGuard<'_, ()>> {
+        let guard = self.inner.in_flight.read().await;
+        self.check_open()?;
+        Ok(guard)
+    }
+
+    /// Wait at a named test point, when a test installed the hook.
+    async fn pause_at(&self, point: &'static str) {
+        if let Some(p) = &self.inner.pause {
+            p.at(point).await;
         }
     }
 

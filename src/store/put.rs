@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::put_existing::Committed;
+use super::writing::Registration;
 use super::Store;
 use crate::chunking::StreamChunker;
 use crate::error::{Error, ErrorKind, Result};
@@ -179,6 +180,7 @@ impl Store {
         F: FnOnce(Feed) -> Fut,
         Fut: Future<Output = Result<()>>,
     {
+        let _op = self.begin().await?;
         let params = self.inner.settings.chunking;
         let (block_tx, block_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
         let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
@@ -196,8 +198,11 @@ impl Store {
         });
         let read = produce(Feed { block_tx, hash_tx });
 
-        let fence = self.inner.gc_fence.read().await;
-        let write = self.write_batches(batch_rx);
+        // Every chunk of the put is registered before its dedup query and stays so
+        // until after the commit: no deletion of hot bytes removes what this put
+        // writes, or reuses, in between (`writing`, docs/design.md).
+        let registration = self.inner.writing.registration();
+        let write = self.write_batches(batch_rx, &registration);
         let (read_res, write_res) = tokio::join!(read, write);
         // A failed writer stops the chunker and then the reader ("pipeline stopped"), so
         // its error is the root cause. A failed read must stop the commit: the chunker
@@ -206,8 +211,9 @@ impl Store {
         read_res.map_err(|e| e.context_prefix("reading input"))?;
         chunker.await??;
         let (id, size) = hasher.await?;
+        self.pause_at("put-commit").await;
         let done = self.commit(id, size, params, class, written).await?;
-        drop(fence);
+        drop(registration);
         self.discard_hot(done.discard).await;
         Ok(done.receipt)
     }
@@ -215,14 +221,22 @@ impl Store {
     /// The writer side of the pipeline, itself three stages so that no step waits on
     /// another: the dedup query of a batch runs while the batch before it is written to
     /// hot, and the accounting between them (manifest entries, what is new) is in order.
-    async fn write_batches(&self, mut batches: mpsc::Receiver<Batch>) -> Result<Written> {
+    async fn write_batches(
+        &self,
+        mut batches: mpsc::Receiver<Batch>,
+        registration: &Registration<'_>,
+    ) -> Result<Written> {
         let (checked_tx, mut checked) = mpsc::channel::<(Batch, HashSet<ChunkId>)>(1);
         let (write_tx, mut writes) = mpsc::channel::<(Vec<(ChunkId, Bytes)>, bool)>(1);
         // A stage whose successor stopped (with an error) stops too; its error is the
         // one returned.
         let query = async move {
             while let Some(batch) = batches.recv().await {
-                let readable = self.readable_of(&batch).await?;
+                let mut ids: Vec<ChunkId> = batch.chunks.iter().map(|c| c.1).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                registration.add(&ids).await;
+                let readable = self.readable_of(ids).await?;
                 if checked_tx.send((batch, readable)).await.is_err() {
                     break;
                 }
@@ -259,18 +273,15 @@ impl Store {
         Ok(written)
     }
 
-    /// The chunks of `batch` this put may reuse instead of writing: those with a healthy
+    /// The chunks of a batch (`ids`, distinct) this put may reuse instead of writing: those with a healthy
     /// copy this node can read. With `replicated` durability only copies every node can
     /// read count: a chunk held just in this node's hot tier (put while durability was
     /// `local`, or moved to hot) is written again, and so packed into warm with the rest.
-    async fn readable_of(&self, batch: &Batch) -> Result<HashSet<ChunkId>> {
+    async fn readable_of(&self, ids: Vec<ChunkId>) -> Result<HashSet<ChunkId>> {
         let reader = match self.inner.settings.durability.mode {
             Durability::Replicated => SHARED_ONLY,
             Durability::Local => self.inner.node.as_str(),
         };
-        let mut ids: Vec<ChunkId> = batch.chunks.iter().map(|c| c.1).collect();
-        ids.sort_unstable();
-        ids.dedup();
         self.inner.meta.readable_chunks(&ids, reader).await
     }
 

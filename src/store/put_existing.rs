@@ -10,7 +10,7 @@ use crate::model::{BlobRecord, ChunkerParams};
 use crate::settings::Durability;
 
 /// A put's receipt, and the chunks it wrote to hot that no metadata records (its blob
-/// existed already): deleted once the put has let go of the GC fence.
+/// existed already): deleted once the put has released its registration.
 pub(super) struct Committed {
     pub(super) receipt: PutReceipt,
     pub(super) discard: Vec<ChunkId>,
@@ -61,27 +61,19 @@ impl Store {
         }
     }
 
-    /// Delete chunks a put wrote to hot and did not record (see [`Committed`]), as GC
-    /// would: holding the fence exclusively, keeping any a concurrent put or promotion
-    /// recorded meanwhile. A failure leaves them to `gc`'s sweep of unconfirmed writes.
+    /// Delete chunks a put wrote to hot and did not record (see [`Committed`]), through
+    /// the one rule of hot deletions (keeping any a concurrent put or promotion holds
+    /// or recorded meanwhile). A failure leaves them to `gc`'s sweep of unconfirmed
+    /// writes, and so do chunks another writer holds (their notes stay).
     pub(super) async fn discard_hot(&self, ids: Vec<ChunkId>) {
         if ids.is_empty() {
             return;
         }
-        let node = &self.inner.node;
-        let _fence = self.inner.gc_fence.write().await;
         let swept = async {
-            let now = self.inner.meta.locations_many(&ids).await?;
-            let gone: Vec<ChunkId> = ids
-                .iter()
-                .filter(|c| {
-                    !now.get(c)
-                        .is_some_and(|ls| ls.iter().any(|l| l.is_hot_on(node)))
-                })
-                .copied()
-                .collect();
-            self.inner.hot.delete_many(gone).await?;
-            self.inner.hot.confirm(ids.clone()).await
+            let done = self.delete_unrecorded_hot(&ids).await?;
+            let held: std::collections::HashSet<ChunkId> = done.held.into_iter().collect();
+            let settled = ids.iter().filter(|c| !held.contains(c)).copied().collect();
+            self.inner.hot.confirm(settled).await
         };
         if let Err(e) = swept.await {
             tracing::warn!(error = %e, "could not delete the chunks of a put whose blob existed; gc will");

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -173,21 +174,30 @@ impl Store {
         self.inner.access.record(e.chunk, self.now_ms());
         let this = self.clone();
         let (chunk, blob) = (e.chunk, *blob);
-        self.inner
+        // Set only by the fetch that fills the cache: a caller that waited on another
+        // caller's fetch counts as a hit.
+        let missed = Arc::new(AtomicBool::new(false));
+        let miss = missed.clone();
+        let got = self
+            .inner
             .chunks
-            .try_get_with(e.chunk, async move { this.fetch_verified(&chunk).await })
-            .await
-            .map_err(|err: Arc<Error>| {
-                Error::new(
-                    err.kind(),
-                    format!(
-                        "{} (chunk {} of blob {})",
-                        err.context(),
-                        chunk.short(),
-                        blob.short()
-                    ),
-                )
+            .try_get_with(e.chunk, async move {
+                miss.store(true, Ordering::Relaxed);
+                this.fetch_verified(&chunk).await
             })
+            .await;
+        count_cache(!missed.load(Ordering::Relaxed));
+        got.map_err(|err: Arc<Error>| {
+            Error::new(
+                err.kind(),
+                format!(
+                    "{} (chunk {} of blob {})",
+                    err.context(),
+                    chunk.short(),
+                    blob.short()
+                ),
+            )
+        })
     }
 
     /// [`Self::chunk_bytes`] for a chunk no later read is expected to want: taken from
@@ -195,8 +205,10 @@ impl Store {
     async fn chunk_bytes_uncached(&self, blob: &BlobId, e: &ManifestEntry) -> Result<Bytes> {
         self.inner.access.record(e.chunk, self.now_ms());
         if let Some(bytes) = self.inner.chunks.get(&e.chunk).await {
+            count_cache(true);
             return Ok(bytes);
         }
+        count_cache(false);
         self.fetch_verified(&e.chunk).await.map_err(|err| {
             Error::new(
                 err.kind(),
@@ -214,6 +226,9 @@ impl Store {
     pub(super) async fn fetch_verified(&self, id: &ChunkId) -> Result<Bytes> {
         if let Some(bytes) = self.inner.tiers.take_staged(id) {
             return Ok(bytes); // fetched (and verified) by a coalesced read just before
+        }
+        if let Some(bytes) = self.inner.promotions.pending(id) {
+            return Ok(bytes); // read (and verified) from warm or cold, on its way to hot
         }
         let now = self.now_ms();
         let corrupt_here = match self.inner.hot.get(id).await {
@@ -340,6 +355,15 @@ fn check_range(rec: &BlobRecord, range: &Range<u64>) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Count a chunk-cache lookup (`strata_cache_hits_total` / `strata_cache_misses_total`).
+fn count_cache(hit: bool) {
+    if hit {
+        metrics::counter!("strata_cache_hits_total").increment(1);
+    } else {
+        metrics::counter!("strata_cache_misses_total").increment(1);
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,15 @@ pub struct MoveReport {
     pub copies_kept: u64,
 }
 
+/// What [`Store::delete_unrecorded_hot`] did.
+#[derive(Debug, Default)]
+pub(super) struct HotDeletion {
+    /// Chunks whose bytes were deleted.
+    pub(super) deleted: Vec<ChunkId>,
+    /// Chunks skipped because a put or promotion in flight holds them.
+    pub(super) held: Vec<ChunkId>,
+}
+
 /// Chunks being packed for one move: the builder and the chunks in it, in order.
 struct Packing {
     builder: PackBuilder,
@@ -55,7 +64,7 @@ impl Store {
     /// it is and the move fails with that error after moving the others; running it
     /// again continues where it stopped.
     pub async fn move_blob(&self, id: &BlobId, to: Tier) -> Result<MoveReport> {
-        self.check_open()?;
+        let _op = self.begin().await?;
         let rec = self.blob_record(id).await?;
         let mut seen = HashSet::new();
         let chunks: Vec<(ChunkId, u32)> = self
@@ -70,7 +79,7 @@ impl Store {
 
     /// [`Store::move_blob`] for a set of chunks. `NotFound` if one has no record.
     pub async fn move_chunks(&self, ids: &[ChunkId], to: Tier) -> Result<MoveReport> {
-        self.check_open()?;
+        let _op = self.begin().await?;
         let mut seen = HashSet::new();
         let mut chunks = Vec::new();
         for id in ids.iter().filter(|id| seen.insert(**id)) {
@@ -234,20 +243,42 @@ impl Store {
         if chunks.is_empty() {
             return Ok(());
         }
+        self.delete_unrecorded_hot(chunks).await.map(|_| ())
+    }
+
+    /// [`Self::delete_removed_hot`], returning what it deleted and what it skipped
+    /// because a writer holds it (a caller that noted the chunks as unconfirmed keeps
+    /// those notes, so a later sweep decides once the writer is done).
+    pub(super) async fn delete_unrecorded_hot(&self, chunks: &[ChunkId]) -> Result<HotDeletion> {
+        let mut out = HotDeletion::default();
+        if chunks.is_empty() {
+            return Ok(out);
+        }
+        self.pause_at("hot-delete").await;
         let node = &self.inner.node;
-        // As GC does: delete only while no put is between its chunk writes and its
-        // commit, and keep bytes a put re-recorded in the meantime.
-        let _fence = self.inner.gc_fence.write().await;
-        let now = self.inner.meta.locations_many(chunks).await?;
-        let gone: Vec<ChunkId> = chunks
-            .iter()
-            .filter(|c| {
-                !now.get(c)
-                    .is_some_and(|ls| ls.iter().any(|l| l.is_hot_on(node)))
-            })
-            .copied()
-            .collect();
-        self.inner.hot.delete_many(gone).await
+        {
+            // Registration waits for this gate, so a writer is either registered now
+            // (skipped here) or registers after the bytes are gone and writes them
+            // again; one that released before the gate has committed, which the
+            // re-read below sees.
+            let _gate = self.inner.writing.gate().await;
+            let (held, free): (Vec<ChunkId>, Vec<ChunkId>) =
+                chunks.iter().partition(|c| self.inner.writing.is_held(c));
+            out.held = held;
+            let now = self.inner.meta.locations_many(&free).await?;
+            out.deleted = free
+                .into_iter()
+                .filter(|c| {
+                    !now.get(c)
+                        .is_some_and(|ls| ls.iter().any(|l| l.is_hot_on(node)))
+                })
+                .collect();
+            self.inner.hot.delete_many(out.deleted.clone()).await?;
+        }
+        for id in &out.deleted {
+            self.inner.chunks.invalidate(id).await;
+        }
+        Ok(out)
     }
 
     /// For `replicated` durability: pack the chunks a put wrote to hot into the warm tier
