@@ -144,7 +144,13 @@ fn plan_and_status_print_their_reports_as_json() {
     assert!(s["usage"]["hot"]["bytes"].as_u64().unwrap() > 0, "{s}");
     assert_fields(
         &s["watermarks"],
-        &["hot_bytes", "hot_max_bytes", "high_bytes", "low_bytes", "state"],
+        &[
+            "hot_bytes",
+            "hot_max_bytes",
+            "high_bytes",
+            "low_bytes",
+            "state",
+        ],
     );
     let costs = s["monthly_cost"].as_array().unwrap();
     for tier in ["hot", "warm", "cold"] {
@@ -219,10 +225,7 @@ fn parse_exposition(body: &str) -> Vec<(String, f64)> {
     for line in body.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (_, kind) = rest.split_once(' ').expect(line);
-            assert!(
-                ["counter", "gauge", "histogram"].contains(&kind),
-                "{line}"
-            );
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
             continue;
         }
         if line.starts_with("# HELP ") {
@@ -264,7 +267,13 @@ fn serve_exports_metrics_and_stops_cleanly_on_sigterm() {
         &format!("[server]\nmetrics_listen = \"127.0.0.1:{port}\"\n"),
     );
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["--config", &cfg, "--data-dir", data.to_str().unwrap(), "serve"])
+        .args([
+            "--config",
+            &cfg,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "serve",
+        ])
         .env_remove("STRATA_CONFIG")
         .env_remove("STRATA_META_URL")
         .env_remove("STRATA_DATA_DIR")
@@ -280,7 +289,12 @@ fn serve_exports_metrics_and_stops_cleanly_on_sigterm() {
             Err(e) if start.elapsed() < Duration::from_secs(60) => {
                 if let Some(status) = child.try_wait().unwrap() {
                     let mut err = String::new();
-                    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                    child
+                        .stderr
+                        .take()
+                        .unwrap()
+                        .read_to_string(&mut err)
+                        .unwrap();
                     panic!("serve exited with {status}: {err}");
                 }
                 let _ = e;
@@ -291,7 +305,10 @@ fn serve_exports_metrics_and_stops_cleanly_on_sigterm() {
     };
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
     let samples = parse_exposition(body);
     let value = |series: &str| samples.iter().find(|(s, _)| s == series).map(|s| s.1);
     assert_eq!(
@@ -326,7 +343,12 @@ fn serve_exports_metrics_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.contains("started"), "{err}");
     assert!(err.contains("SIGTERM"), "{err}");
@@ -373,7 +395,10 @@ fn serve_without_metrics_stops_on_sigint() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "no stop after SIGINT");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no stop after SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut rest = String::new();

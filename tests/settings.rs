@@ -190,17 +190,32 @@ fn bad_policy_values_name_their_key() {
             "[policy]\nhot_low_watermark = 0.95",
             "policy.hot_low_watermark",
         ),
-        ("[policy]\nhot_high_watermark = 1.5", "policy.hot_high_watermark"),
-        ("[policy]\nhot_high_watermark = 0.0", "policy.hot_high_watermark"),
-        ("[policy]\nhot_low_watermark = -0.1", "policy.hot_low_watermark"),
-        ("[policy]\nhot_high_watermark = nan", "policy.hot_high_watermark"),
+        (
+            "[policy]\nhot_high_watermark = 1.5",
+            "policy.hot_high_watermark",
+        ),
+        (
+            "[policy]\nhot_high_watermark = 0.0",
+            "policy.hot_high_watermark",
+        ),
+        (
+            "[policy]\nhot_low_watermark = -0.1",
+            "policy.hot_low_watermark",
+        ),
+        (
+            "[policy]\nhot_high_watermark = nan",
+            "policy.hot_high_watermark",
+        ),
         ("[policy]\nrestore_days = 0", "policy.restore_days"),
         (
             "[policy.classes.fast]\nrestore_days = 0",
             "policy.classes.fast.restore_days",
         ),
         ("[policy]\nrestore_tier = \"Slow\"", "policy.restore_tier"),
-        ("[policy]\nrestore_tier = \"standard\"", "policy.restore_tier"),
+        (
+            "[policy]\nrestore_tier = \"standard\"",
+            "policy.restore_tier",
+        ),
         (
             "[policy.classes.x]\nrestore_tier = \"Instant\"",
             "policy.classes.x.restore_tier",
@@ -224,9 +239,18 @@ fn bad_policy_values_name_their_key() {
         ("[workers]\nlease_secs = 0", "workers.lease_secs"),
         ("[policy.classes.\"\"]\nhot_idle_secs = 1", "policy.classes"),
         ("[policy.classes.Big]\nhot_idle_secs = 1", "policy.classes"),
-        ("[policy.classes.\"a b\"]\nhot_idle_secs = 1", "policy.classes"),
-        ("[server]\nmetrics_listen = \"localhost\"", "server.metrics_listen"),
-        ("[server]\nmetrics_listen = \"1.2.3.4\"", "server.metrics_listen"),
+        (
+            "[policy.classes.\"a b\"]\nhot_idle_secs = 1",
+            "policy.classes",
+        ),
+        (
+            "[server]\nmetrics_listen = \"localhost\"",
+            "server.metrics_listen",
+        ),
+        (
+            "[server]\nmetrics_listen = \"1.2.3.4\"",
+            "server.metrics_listen",
+        ),
         ("[costs]\nhot_gb_month = -1.0", "costs.hot_gb_month"),
         (
             "[costs]\nstorage_gb_month = { GLACIER = -0.1 }",

@@ -97,10 +97,7 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
                         &stat.class
                     }
                 )?;
-                say!(
-                    "pin:     {}",
-                    stat.pin.map_or("none", |t| t.as_str())
-                )?;
+                say!("pin:     {}", stat.pin.map_or("none", |t| t.as_str()))?;
                 if stat.pending_restores > 0 {
                     say!(
                         "restore: {} cold pack(s) being restored",
@@ -158,9 +155,9 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Meta { .. } | Command::Recover { .. } | Command::Serve => Err(
-            Error::internal("meta, recover and serve are handled before opening"),
-        ),
+        Command::Meta { .. } | Command::Recover { .. } | Command::Serve => Err(Error::internal(
+            "meta, recover and serve are handled before opening",
+        )),
     }
 }
 

@@ -128,7 +128,13 @@ fn print_pass(r: &PassReport) -> Result<()> {
 }
 
 fn print_plan(plan: &Plan) -> Result<()> {
-    say!("{:<18} {:>10} {:>12} {:>8}", "MOVE", "CHUNKS", "BYTES", "OBJECTS")?;
+    say!(
+        "{:<18} {:>10} {:>12} {:>8}",
+        "MOVE",
+        "CHUNKS",
+        "BYTES",
+        "OBJECTS"
+    )?;
     plan_rows(plan)
 }
 
@@ -154,7 +160,14 @@ fn plan_rows(plan: &Plan) -> Result<()> {
 fn print_status(s: &TierStatus) -> Result<()> {
     say!("node: {}", s.node)?;
     say!("")?;
-    say!("{:<14} {:>12} {:>10} {:>8} {:>12}", "TIER", "BYTES", "CHUNKS", "OBJECTS", "USD/MONTH")?;
+    say!(
+        "{:<14} {:>12} {:>10} {:>8} {:>12}",
+        "TIER",
+        "BYTES",
+        "CHUNKS",
+        "OBJECTS",
+        "USD/MONTH"
+    )?;
     let cost = |tier: &str| {
         s.monthly_cost
             .iter()
@@ -183,7 +196,11 @@ fn print_status(s: &TierStatus) -> Result<()> {
     let w = &s.watermarks;
     say!("")?;
     if w.hot_max_bytes == 0 {
-        say!("watermarks: {} hot, no capacity limit ({})", bytes(w.hot_bytes), w.state)?;
+        say!(
+            "watermarks: {} hot, no capacity limit ({})",
+            bytes(w.hot_bytes),
+            w.state
+        )?;
     } else {
         say!(
             "watermarks: {} hot of {} (high {}, low {}): {}",
@@ -205,7 +222,12 @@ fn print_status(s: &TierStatus) -> Result<()> {
     say!("")?;
     say!(
         "{:<20} {:<8} {:<22} {:>9} {:>10} {:>12}  OUTCOME",
-        "NODE", "WORKER", "LAST PASS (UTC)", "MS", "CHUNKS", "BYTES"
+        "NODE",
+        "WORKER",
+        "LAST PASS (UTC)",
+        "MS",
+        "CHUNKS",
+        "BYTES"
     )?;
     for p in &s.workers {
         say!(

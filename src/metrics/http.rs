@@ -154,7 +154,10 @@ mod tests {
         let ok = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
         let body = "# HELP x_total X.\n# TYPE x_total counter\nx_total 4\n";
-        assert!(ok.contains(&format!("Content-Length: {}\r\n", body.len())), "{ok}");
+        assert!(
+            ok.contains(&format!("Content-Length: {}\r\n", body.len())),
+            "{ok}"
+        );
         assert!(ok.ends_with(&format!("\r\n\r\n{body}")), "{ok}");
         let nf = get(addr, "GET / HTTP/1.1\r\n\r\n").await;
         assert!(nf.starts_with("HTTP/1.1 404"), "{nf}");

@@ -25,8 +25,8 @@ use crate::error::{Error, Result};
 /// Upper bounds of the buckets of duration histograms, seconds: a request of a few
 /// milliseconds to a pass of an hour.
 pub const SECONDS_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-    900.0, 3600.0,
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0,
 ];
 
 /// Upper bounds of the buckets of size histograms (names ending in `_bytes`): 1 KiB to

@@ -30,7 +30,10 @@ pub const BUILD_INFO: &str = "strata_build_info";
 /// Set the `# HELP` text of every metric above.
 pub fn describe_all(r: &Registry) {
     for (name, help) in [
-        (OBJECT_REQUESTS, "Object-store requests by operation and tier."),
+        (
+            OBJECT_REQUESTS,
+            "Object-store requests by operation and tier.",
+        ),
         (
             OBJECT_REQUEST_ERRORS,
             "Object-store requests that failed, by operation, tier and error kind.",

@@ -45,9 +45,21 @@ impl Snapshot {
             for (i, count) in h.counts.iter().enumerate() {
                 cumulative += count;
                 let le = h.bounds.get(i).map_or("+Inf".to_string(), |b| float(*b));
-                series(&mut out, &bucket, &k.labels, Some(&le), &cumulative.to_string());
+                series(
+                    &mut out,
+                    &bucket,
+                    &k.labels,
+                    Some(&le),
+                    &cumulative.to_string(),
+                );
             }
-            series(&mut out, &format!("{base}_sum"), &k.labels, None, &float(h.sum));
+            series(
+                &mut out,
+                &format!("{base}_sum"),
+                &k.labels,
+                None,
+                &float(h.sum),
+            );
             series(
                 &mut out,
                 &format!("{base}_count"),
@@ -81,7 +93,13 @@ impl Header {
     }
 }
 
-fn series(out: &mut String, name: &str, labels: &[(String, String)], le: Option<&str>, value: &str) {
+fn series(
+    out: &mut String,
+    name: &str,
+    labels: &[(String, String)],
+    le: Option<&str>,
+    value: &str,
+) {
     out.push_str(name);
     if !labels.is_empty() || le.is_some() {
         out.push('{');
@@ -234,8 +252,14 @@ mod tests {
             metrics::histogram!("strata_pack_bytes").record(5000.0);
         });
         let text = r.render();
-        assert!(text.contains("strata_pack_bytes_bucket{le=\"4096\"} 0\n"), "{text}");
-        assert!(text.contains("strata_pack_bytes_bucket{le=\"16384\"} 1\n"), "{text}");
+        assert!(
+            text.contains("strata_pack_bytes_bucket{le=\"4096\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("strata_pack_bytes_bucket{le=\"16384\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -265,7 +265,12 @@ pub fn validate(
                 "policy.classes.{name:?}: a class name is 1 or more of a-z, 0-9, _ and -"
             )));
         }
-        check_keys(&format!("policy.classes.{name}"), Some(class), policy, cold_class)?;
+        check_keys(
+            &format!("policy.classes.{name}"),
+            Some(class),
+            policy,
+            cold_class,
+        )?;
     }
     if workers.lease_secs == 0 {
         return Err(Error::invalid(
@@ -328,8 +333,12 @@ fn check_keys(
             "{section}.warm_idle_secs is set but tiers.cold.storage_class = {cold_class} is not an archive class (STANDARD_IA, GLACIER_IR, GLACIER or DEEP_ARCHIVE): nothing would be archived"
         )));
     }
-    let after = own.promote_after_reads.unwrap_or(policy.promote_after_reads);
-    let window = own.promote_window_secs.unwrap_or(policy.promote_window_secs);
+    let after = own
+        .promote_after_reads
+        .unwrap_or(policy.promote_after_reads);
+    let window = own
+        .promote_window_secs
+        .unwrap_or(policy.promote_window_secs);
     if after > 1 && window == 0 {
         return Err(Error::invalid(format!(
             "{section}.promote_window_secs = 0 with promote_after_reads = {after}: no chunk could reach {after} reads within the window"

@@ -28,8 +28,8 @@ use moka::future::Cache;
 pub use admin::{GcReport, Stat, TierBytes};
 pub use identity::IDENTITY_KEY;
 pub use put::PutReceipt;
-pub use put_options::PutOptions;
 pub(crate) use put::BLOCK_BYTES;
+pub use put_options::PutOptions;
 pub use tiering::MoveReport;
 pub use verify::{CheckMethod, DamagedBlob, DamagedCopy, LostChunk, TierCheck, VerifyReport};
 

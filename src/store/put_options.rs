@@ -59,7 +59,9 @@ impl Store {
     /// it (`None`). `NotFound` if the blob does not exist.
     pub async fn pin(&self, id: &BlobId, to: Option<Tier>) -> Result<()> {
         if to == Some(Tier::Cold) {
-            return Err(Error::invalid("a blob can be pinned to hot or warm, not cold"));
+            return Err(Error::invalid(
+                "a blob can be pinned to hot or warm, not cold",
+            ));
         }
         if self.meta().set_pin(id, to).await? {
             // The cached record still has the old pin.
