@@ -24,6 +24,7 @@ pub mod faults;
 pub mod hot;
 pub mod id;
 pub mod meta;
+pub mod metrics;
 pub mod model;
 pub mod object;
 pub mod pack;

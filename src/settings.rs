@@ -6,7 +6,10 @@
 //! [chunking]  min = 16384  avg = 65536  max = 262144
 //! [cache]     bytes = 268435456
 //! [meta]      use = "embedded"      # or the name of a [connections.NAME] of type "postgres"
-//! [tiers]     promote = true   restore_days = 7   restore_poll_ms = 30000
+//! [tiers]     promote = true   restore_poll_ms = 30000
+//! [policy]    hot_idle_secs = 604800   restore_days = 2   ...  (docs/tiers.md, "Policy")
+//! [workers]   demote_interval_secs = 60   ...
+//! [server]    metrics_listen = "127.0.0.1:9464"
 //! [tiers.warm]  use = "local"   storage_class = "STANDARD"   pack_bytes = 33554432
 //! [tiers.cold]  use = "local"   storage_class = "GLACIER"    pack_bytes = 33554432
 //! [durability]  mode = "local"     # or "replicated"
@@ -425,6 +428,13 @@ impl Settings {
             )));
         }
         self.tiers.validate(&self.connections)?;
+        policy::validate(
+            &self.policy,
+            &self.workers,
+            &self.costs,
+            &self.server,
+            self.tiers.cold.class(crate::model::Tier::Cold),
+        )?;
         if self.meta.use_ != "embedded" {
             match self.connections.get(&self.meta.use_) {
                 Some(Connection::Postgres(_)) => {}

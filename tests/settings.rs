@@ -176,3 +176,130 @@ fn the_readme_settings_example_parses() {
     assert_eq!(s.tiers.restore_poll_ms, d.tiers.restore_poll_ms);
     assert_eq!(s.hot.write_buffer_bytes, d.hot.write_buffer_bytes);
 }
+
+/// Every bad `[policy]`, `[workers]`, `[costs]` and `[server]` value is refused before
+/// anything is opened, naming the key.
+#[test]
+fn bad_policy_values_name_their_key() {
+    for (toml, key) in [
+        (
+            "[policy]\nhot_low_watermark = 0.9\nhot_high_watermark = 0.9",
+            "policy.hot_low_watermark",
+        ),
+        (
+            "[policy]\nhot_low_watermark = 0.95",
+            "policy.hot_low_watermark",
+        ),
+        (
+            "[policy]\nhot_high_watermark = 1.5",
+            "policy.hot_high_watermark",
+        ),
+        (
+            "[policy]\nhot_high_watermark = 0.0",
+            "policy.hot_high_watermark",
+        ),
+        (
+            "[policy]\nhot_low_watermark = -0.1",
+            "policy.hot_low_watermark",
+        ),
+        (
+            "[policy]\nhot_high_watermark = nan",
+            "policy.hot_high_watermark",
+        ),
+        ("[policy]\nrestore_days = 0", "policy.restore_days"),
+        (
+            "[policy.classes.fast]\nrestore_days = 0",
+            "policy.classes.fast.restore_days",
+        ),
+        ("[policy]\nrestore_tier = \"Slow\"", "policy.restore_tier"),
+        (
+            "[policy]\nrestore_tier = \"standard\"",
+            "policy.restore_tier",
+        ),
+        (
+            "[policy.classes.x]\nrestore_tier = \"Instant\"",
+            "policy.classes.x.restore_tier",
+        ),
+        (
+            "[tiers.cold]\nstorage_class = \"STANDARD\"\n[policy]\nwarm_idle_secs = 10",
+            "policy.warm_idle_secs",
+        ),
+        (
+            "[tiers.cold]\nstorage_class = \"STANDARD\"\n[policy.classes.a]\nwarm_idle_secs = 10",
+            "policy.classes.a.warm_idle_secs",
+        ),
+        (
+            "[policy]\npromote_after_reads = 2\npromote_window_secs = 0",
+            "policy.promote_window_secs",
+        ),
+        (
+            "[policy]\npromote_window_secs = 0\n[policy.classes.a]\npromote_after_reads = 3",
+            "policy.classes.a.promote_window_secs",
+        ),
+        ("[workers]\nlease_secs = 0", "workers.lease_secs"),
+        ("[policy.classes.\"\"]\nhot_idle_secs = 1", "policy.classes"),
+        ("[policy.classes.Big]\nhot_idle_secs = 1", "policy.classes"),
+        (
+            "[policy.classes.\"a b\"]\nhot_idle_secs = 1",
+            "policy.classes",
+        ),
+        (
+            "[server]\nmetrics_listen = \"localhost\"",
+            "server.metrics_listen",
+        ),
+        (
+            "[server]\nmetrics_listen = \"1.2.3.4\"",
+            "server.metrics_listen",
+        ),
+        ("[costs]\nhot_gb_month = -1.0", "costs.hot_gb_month"),
+        (
+            "[costs]\nstorage_gb_month = { GLACIER = -0.1 }",
+            "costs.storage_gb_month.GLACIER",
+        ),
+        ("[tiers]\nrestore_days = 3", "policy] restore_days"),
+    ] {
+        let err = rejected(toml);
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{toml}: {err}");
+        assert!(err.to_string().contains(key), "{toml}: {err}");
+    }
+    // A misspelled policy key is unknown, as in every section.
+    let err = Settings::from_toml("[policy]\nhot_idle = 1").unwrap_err();
+    assert!(err.to_string().contains("hot_idle"), "{err}");
+}
+
+#[test]
+fn good_policy_values_are_accepted() {
+    for toml in [
+        "[policy]\nhot_low_watermark = 0.5\nhot_high_watermark = 1.0",
+        "[policy]\nwarm_idle_secs = 86400",
+        "[tiers.cold]\nstorage_class = \"STANDARD_IA\"\n[policy]\nwarm_idle_secs = 86400",
+        "[tiers.cold]\nstorage_class = \"GLACIER_IR\"\n[policy.classes.a]\nwarm_idle_secs = 1",
+        "[tiers.cold]\nstorage_class = \"DEEP_ARCHIVE\"\n[policy]\nrestore_tier = \"Bulk\"",
+        "[policy]\npromote_after_reads = 1\npromote_window_secs = 0",
+        "[policy]\npromote_after_reads = 0\npromote_window_secs = 0",
+        "[policy.classes.cold-ish_2]\nrestore_tier = \"Expedited\"\nrestore_days = 1",
+        "[server]\nmetrics_listen = \"127.0.0.1:9464\"",
+        "[server]\nmetrics_listen = \"[::1]:0\"",
+        "[costs]\nhot_gb_month = 0.0",
+        "[workers]\ndemote_interval_secs = 0\nlease_secs = 1",
+    ] {
+        let s = Settings::from_toml(toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
+        s.validate().unwrap_or_else(|e| panic!("{toml}: {e}"));
+    }
+    let s = Settings::from_toml("[tiers.cold]\nstorage_class = \"STANDARD_IA\"").unwrap();
+    s.validate().unwrap();
+    assert_eq!(s.tiers.cold.storage_class.unwrap().as_str(), "STANDARD_IA");
+}
+
+/// The settings are checked before the store touches the data directory.
+#[tokio::test]
+async fn bad_policy_fails_before_anything_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut s = Settings::from_toml("[policy]\nrestore_tier = \"Whenever\"").unwrap();
+    s.data_dir = data.clone();
+    let err = Store::open(s).await.err().expect("refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("policy.restore_tier"), "{err}");
+    assert!(!data.exists(), "nothing was created");
+}

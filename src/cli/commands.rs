@@ -15,7 +15,7 @@ use super::{Command, MetaCommand, RangeArg, TierCommand, EXIT_STORED_UNREPORTED}
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::settings::Settings;
-use crate::store::{Store, BLOCK_BYTES};
+use crate::store::{PutOptions, Store, BLOCK_BYTES};
 
 /// Inputs and outputs at least this large get a progress bar (when stderr is a terminal).
 const PROGRESS_MIN_BYTES: u64 = 16 << 20;
@@ -26,6 +26,9 @@ pub(super) async fn run(settings: Settings, command: Command) -> Result<ExitCode
     }
     if let Command::Recover { accept_wal_loss } = command {
         return super::recover::run(settings, accept_wal_loss).await;
+    }
+    if let Command::Serve = command {
+        return super::serve::run(settings).await;
     }
     let store = Store::open(settings).await?;
     let result = dispatch(&store, command).await;
@@ -38,7 +41,12 @@ pub(super) async fn run(settings: Settings, command: Command) -> Result<ExitCode
 
 async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
     match command {
-        Command::Put { file, json } => put(store, &file, json).await,
+        Command::Put { file, json, class } => {
+            let options = PutOptions {
+                class: class.unwrap_or_default(),
+            };
+            put(store, &file, json, &options).await
+        }
         Command::Get {
             id,
             output,
@@ -61,6 +69,7 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tier { command } => super::tier::run(store, command).await,
         Command::Stat { id, json } => {
             let stat = store.stat(&id).await?;
             if json {
@@ -80,6 +89,15 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
                     t.warm,
                     t.cold
                 )?;
+                say!(
+                    "class:   {}",
+                    if stat.class.is_empty() {
+                        "(default)"
+                    } else {
+                        &stat.class
+                    }
+                )?;
+                say!("pin:     {}", stat.pin.map_or("none", |t| t.as_str()))?;
                 if stat.pending_restores > 0 {
                     say!(
                         "restore: {} cold pack(s) being restored",
@@ -137,8 +155,8 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Meta { .. } | Command::Recover { .. } => Err(Error::internal(
-            "meta and recover commands are handled before opening",
+        Command::Meta { .. } | Command::Recover { .. } | Command::Serve => Err(Error::internal(
+            "meta, recover and serve are handled before opening",
         )),
     }
 }
@@ -147,7 +165,7 @@ fn json_err(e: serde_json::Error) -> Error {
     Error::internal("json output").with_source(e)
 }
 
-fn print_json(v: &impl serde::Serialize) -> Result<()> {
+pub(super) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     say!("{}", serde_json::to_string_pretty(v).map_err(json_err)?)
 }
 
@@ -203,11 +221,11 @@ fn progress(len: Option<u64>, what: &str) -> ProgressBar {
     bar
 }
 
-async fn put(store: &Store, file: &Path, json: bool) -> Result<ExitCode> {
+async fn put(store: &Store, file: &Path, json: bool, options: &PutOptions) -> Result<ExitCode> {
     let receipt = if file == Path::new("-") {
         let bar = progress(None, "put");
         let receipt = store
-            .put_stream(bar.wrap_async_read(tokio::io::stdin()))
+            .put_stream_with(bar.wrap_async_read(tokio::io::stdin()), options)
             .await;
         bar.finish_and_clear();
         receipt
@@ -220,7 +238,9 @@ async fn put(store: &Store, file: &Path, json: bool) -> Result<ExitCode> {
             return Err(Error::invalid(format!("{} is a directory", file.display())));
         }
         let bar = progress(Some(meta.len()), "put");
-        let receipt = store.put_blocks(file_blocks(f, bar.clone())).await;
+        let receipt = store
+            .put_blocks_with(file_blocks(f, bar.clone()), options)
+            .await;
         bar.finish_and_clear();
         receipt
     };

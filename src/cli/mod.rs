@@ -31,6 +31,8 @@ mod commands;
 mod outfile;
 mod output;
 mod recover;
+mod serve;
+mod tier;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -72,6 +74,10 @@ pub enum Command {
         /// Print the receipt as JSON instead of the id.
         #[arg(long)]
         json: bool,
+        /// Policy class of the blob (a `[policy.classes.NAME]` section); default policy
+        /// when absent.
+        #[arg(long, value_name = "NAME")]
+        class: Option<String>,
     },
     /// Write a blob, or a byte range of it, to standard output or a file.
     Get {
@@ -136,7 +142,10 @@ pub enum Command {
         #[arg(long, required = true)]
         accept_wal_loss: bool,
     },
-    /// Move blobs between the hot, warm and cold tiers.
+    /// Run the tiering engine's workers (and the metrics endpoint, if
+    /// `[server] metrics_listen` is set) until SIGINT or SIGTERM.
+    Serve,
+    /// Move blobs between tiers, pin them, and run, plan or inspect the tiering engine.
     Tier {
         /// What to do.
         #[command(subcommand)]
@@ -163,6 +172,45 @@ pub enum TierCommand {
         #[arg(long, value_parser = ["hot", "warm", "cold"])]
         to: String,
         /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pin a blob: the workers never demote its chunks below this tier.
+    Pin {
+        /// Blob id.
+        #[arg(value_parser = parse_id)]
+        id: BlobId,
+        /// The lowest tier its chunks may be moved to: hot or warm.
+        #[arg(long, value_parser = ["hot", "warm"])]
+        to: String,
+    },
+    /// Remove a blob's pin: the policy alone places its chunks again.
+    Unpin {
+        /// Blob id.
+        #[arg(value_parser = parse_id)]
+        id: BlobId,
+    },
+    /// Run one pass of a worker now (the code `strata serve` runs); exit status 1 if a
+    /// pass failed or met errors.
+    Run {
+        /// Which worker: demote, archive, restore, gc, or all (in that order: restore,
+        /// demote, archive, gc).
+        #[arg(value_enum)]
+        worker: tier::WorkerArg,
+        /// Print the pass reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a pass of each worker would do now, changing nothing.
+    Plan {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Usage per tier, watermarks, restores, the workers' last passes, the backlog and
+    /// the estimated monthly storage cost.
+    Status {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },

@@ -9,7 +9,8 @@
 //!   the injected [`Clock`](crate::clock::Clock) so tests move time instead of sleeping.
 //! * [`S3ObjectStore`]: any S3 endpoint through aws-sdk-s3.
 //!
-//! [`FaultyObjectStore`] wraps either to count requests and inject outages in tests.
+//! [`FaultyObjectStore`] wraps either to count requests and inject outages in tests;
+//! [`MeteredObjectStore`] counts requests for the metrics `strata serve` exports.
 //! See `docs/objects.md` for the error mapping and the on-disk format.
 
 use std::fmt;
@@ -25,12 +26,14 @@ use crate::error::{Error, Result};
 
 mod faulty;
 mod local;
+mod metered;
 mod s3;
 mod s3_errors;
 mod s3_timeouts;
 
 pub use faulty::FaultyObjectStore;
 pub use local::LocalObjectStore;
+pub use metered::MeteredObjectStore;
 pub use s3::S3ObjectStore;
 
 /// Longest key accepted, in bytes (S3's own limit is 1024).
@@ -54,29 +57,43 @@ pub enum StorageClass {
     /// `GLACIER_IR` (Glacier Instant Retrieval): archive pricing, readable directly.
     #[serde(rename = "GLACIER_IR")]
     GlacierIr,
+    /// `STANDARD_IA` (Standard-Infrequent Access): cheaper storage with a 30-day
+    /// minimum, readable directly.
+    #[serde(rename = "STANDARD_IA")]
+    StandardIa,
 }
 
 impl StorageClass {
     /// Every class, in declaration order.
-    pub const ALL: [StorageClass; 4] = [
+    pub const ALL: [StorageClass; 5] = [
         StorageClass::Standard,
         StorageClass::Glacier,
         StorageClass::DeepArchive,
         StorageClass::GlacierIr,
+        StorageClass::StandardIa,
     ];
 
-    /// The AWS name: `STANDARD`, `GLACIER`, `DEEP_ARCHIVE` or `GLACIER_IR`.
+    /// The AWS name: `STANDARD`, `GLACIER`, `DEEP_ARCHIVE`, `GLACIER_IR` or
+    /// `STANDARD_IA`.
     pub fn as_str(self) -> &'static str {
         match self {
             StorageClass::Standard => "STANDARD",
             StorageClass::Glacier => "GLACIER",
             StorageClass::DeepArchive => "DEEP_ARCHIVE",
             StorageClass::GlacierIr => "GLACIER_IR",
+            StorageClass::StandardIa => "STANDARD_IA",
         }
     }
 
+    /// True for the classes priced for data kept long and read rarely (`GLACIER`,
+    /// `DEEP_ARCHIVE`, `GLACIER_IR`, `STANDARD_IA`): what the cold tier must use for
+    /// the archive worker to have anything to do (`policy.warm_idle_secs`).
+    pub fn is_archive(self) -> bool {
+        !matches!(self, StorageClass::Standard)
+    }
+
     /// True for the classes whose objects must be restored before they can be read
-    /// (`GLACIER`, `DEEP_ARCHIVE`); false for `STANDARD` and `GLACIER_IR`.
+    /// (`GLACIER`, `DEEP_ARCHIVE`); false for `STANDARD`, `GLACIER_IR` and `STANDARD_IA`.
     pub fn needs_restore(self) -> bool {
         matches!(self, StorageClass::Glacier | StorageClass::DeepArchive)
     }
@@ -109,7 +126,7 @@ impl FromStr for StorageClass {
             .find(|c| c.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 Error::invalid(format!(
-                    "unknown storage class {s:?} (expected STANDARD, GLACIER, DEEP_ARCHIVE or GLACIER_IR)"
+                    "unknown storage class {s:?} (expected STANDARD, STANDARD_IA, GLACIER_IR, GLACIER or DEEP_ARCHIVE)"
                 ))
             })
     }
@@ -149,8 +166,8 @@ pub struct ObjectMeta {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
-    /// Storage class. Classes strata does not write (e.g. `STANDARD_IA`) show as
-    /// [`StorageClass::Standard`].
+    /// Storage class. Classes strata does not write (e.g. `INTELLIGENT_TIERING`) show
+    /// as [`StorageClass::Standard`].
     pub storage_class: StorageClass,
     /// Restore state. In [`ObjectStore::list`] results of S3 stores this is what the
     /// listing says; a server that omits restore details reports archived objects as

@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+use crate::object::StorageClass;
+
 /// `[policy]`: when chunks move between tiers. Every key can be overridden per class.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -219,4 +222,127 @@ impl PolicySettings {
             restore_days: c.restore_days.unwrap_or(self.restore_days),
         })
     }
+}
+
+/// The restore tiers RestoreObject accepts.
+pub const RESTORE_TIERS: [&str; 3] = ["Bulk", "Standard", "Expedited"];
+
+/// Check `[policy]`, its classes, `[workers]`, `[costs]` and `[server]`. `cold_class` is
+/// the cold tier's storage class: archiving (`warm_idle_secs`) needs an archive class.
+/// Every error is `InvalidInput` naming the key.
+pub fn validate(
+    policy: &PolicySettings,
+    workers: &WorkersSettings,
+    costs: &CostsSettings,
+    server: &ServerSettings,
+    cold_class: StorageClass,
+) -> Result<()> {
+    for (key, v) in [
+        ("policy.hot_high_watermark", policy.hot_high_watermark),
+        ("policy.hot_low_watermark", policy.hot_low_watermark),
+    ] {
+        // Written so that NaN fails too.
+        if !(v > 0.0 && v <= 1.0) {
+            return Err(Error::invalid(format!(
+                "{key} = {v}: expected a fraction in (0, 1]"
+            )));
+        }
+    }
+    if policy.hot_low_watermark >= policy.hot_high_watermark {
+        return Err(Error::invalid(format!(
+            "policy.hot_low_watermark = {} must be below policy.hot_high_watermark = {}",
+            policy.hot_low_watermark, policy.hot_high_watermark
+        )));
+    }
+    check_keys("policy", None, policy, cold_class)?;
+    for (name, class) in &policy.classes {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(Error::invalid(format!(
+                "policy.classes.{name:?}: a class name is 1 or more of a-z, 0-9, _ and -"
+            )));
+        }
+        check_keys(
+            &format!("policy.classes.{name}"),
+            Some(class),
+            policy,
+            cold_class,
+        )?;
+    }
+    if workers.lease_secs == 0 {
+        return Err(Error::invalid(
+            "workers.lease_secs = 0: expected at least 1 (a lease must outlive a request)",
+        ));
+    }
+    let bad_cost = |v: f64| !(v.is_finite() && v >= 0.0);
+    if bad_cost(costs.hot_gb_month) {
+        return Err(Error::invalid(format!(
+            "costs.hot_gb_month = {}: expected a price of 0 or more",
+            costs.hot_gb_month
+        )));
+    }
+    for (class, v) in &costs.storage_gb_month {
+        if bad_cost(*v) {
+            return Err(Error::invalid(format!(
+                "costs.storage_gb_month.{class} = {v}: expected a price of 0 or more"
+            )));
+        }
+    }
+    if let Some(addr) = &server.metrics_listen {
+        if addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(Error::invalid(format!(
+                "server.metrics_listen = {addr:?}: expected an address and port such as \"127.0.0.1:9464\""
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The keys `[policy]` and a class share: `class` is `None` for `[policy]` itself. A
+/// class's unset keys take `[policy]`'s value, so combinations are checked on the
+/// effective values.
+fn check_keys(
+    section: &str,
+    class: Option<&PolicyClass>,
+    policy: &PolicySettings,
+    cold_class: StorageClass,
+) -> Result<()> {
+    let own = class.cloned().unwrap_or_else(|| PolicyClass {
+        restore_tier: Some(policy.restore_tier.clone()),
+        restore_days: Some(policy.restore_days),
+        warm_idle_secs: policy.warm_idle_secs,
+        ..PolicyClass::default()
+    });
+    if let Some(tier) = &own.restore_tier {
+        if !RESTORE_TIERS.contains(&tier.as_str()) {
+            return Err(Error::invalid(format!(
+                "{section}.restore_tier = {tier:?}: expected Bulk, Standard or Expedited"
+            )));
+        }
+    }
+    if own.restore_days == Some(0) {
+        return Err(Error::invalid(format!(
+            "{section}.restore_days = 0: expected at least 1"
+        )));
+    }
+    if own.warm_idle_secs.is_some() && !cold_class.is_archive() {
+        return Err(Error::invalid(format!(
+            "{section}.warm_idle_secs is set but tiers.cold.storage_class = {cold_class} is not an archive class (STANDARD_IA, GLACIER_IR, GLACIER or DEEP_ARCHIVE): nothing would be archived"
+        )));
+    }
+    let after = own
+        .promote_after_reads
+        .unwrap_or(policy.promote_after_reads);
+    let window = own
+        .promote_window_secs
+        .unwrap_or(policy.promote_window_secs);
+    if after > 1 && window == 0 {
+        return Err(Error::invalid(format!(
+            "{section}.promote_window_secs = 0 with promote_after_reads = {after}: no chunk could reach {after} reads within the window"
+        )));
+    }
+    Ok(())
 }

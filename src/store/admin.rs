@@ -42,6 +42,10 @@ pub struct Stat {
     pub tiers: TierBytes,
     /// Cold packs holding this blob's chunks whose archive restore is under way.
     pub pending_restores: u64,
+    /// Policy class named at put (`""`: the default policy).
+    pub class: String,
+    /// The tier the workers never demote it below (`strata tier pin`), if pinned.
+    pub pin: Option<Tier>,
 }
 
 /// Result of [`Store::gc`]: what it removed, and what it gave back, per tier.
@@ -101,6 +105,8 @@ impl Store {
             chunker: rec.params,
             tiers,
             pending_restores: self.pending_restores(&cold_packs).await?,
+            class: rec.class.clone(),
+            pin: rec.pin,
         })
     }
 

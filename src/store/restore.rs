@@ -29,7 +29,7 @@ impl Store {
     /// or another process) already did: the pack's restore state is a compare-and-set.
     pub(super) async fn request_restore(&self, tier: Tier, pack: &str) -> Result<()> {
         let t = self.inner.tiers.get(tier)?;
-        let days = self.inner.settings.tiers.restore_days;
+        let days = self.inner.settings.policy.restore_days;
         let now = self.now_ms();
         let Some(rec) = self.inner.meta.pack(pack).await? else {
             // No record (written by an older version): a repeated request is harmless.

@@ -22,7 +22,9 @@ use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::meta::placement::{PackRecord, PackRestore};
 use crate::model::{Health, Location, Tier};
-use crate::object::{LocalObjectStore, ObjectStore, RestoreStatus, S3ObjectStore, StorageClass};
+use crate::object::{
+    LocalObjectStore, MeteredObjectStore, ObjectStore, RestoreStatus, S3ObjectStore, StorageClass,
+};
 use crate::pack::{BuiltPack, PackBuilder, PackId};
 use crate::settings::{Connection, Settings};
 
@@ -313,9 +315,13 @@ async fn make_tier(
             Arc::new(S3ObjectStore::connect(conn).await?.with_part_size(part))
         }
     };
+    // Counted per tier; the unwrapped store is what the cold tier may share, so that
+    // its requests are counted as cold.
+    let metered: Arc<dyn ObjectStore> =
+        Arc::new(MeteredObjectStore::new(store.clone(), tier.as_str()));
     let pack_tier = PackTier::new(
         tier,
-        store.clone(),
+        metered,
         cfg.class(tier),
         cfg.pack_bytes,
         cfg.zstd_level,

@@ -3,7 +3,6 @@
 //! ```toml
 //! [tiers]
 //! promote = true                # copy chunks read from warm/cold into hot
-//! restore_days = 7              # days a restored archive copy stays readable
 //! restore_poll_ms = 30000       # pause between checks while waiting for a restore (>= 100)
 //! restore_wait_secs = 0         # how long `get` waits for a restore by default
 //! coalesce_gap_bytes = 1048576  # ranged reads of one pack merge across gaps up to this
@@ -54,8 +53,11 @@ pub struct TiersSettings {
     /// Copy a chunk read from warm or cold into hot (recording the location), so the
     /// next read is local. Default true.
     pub promote: bool,
-    /// Days a restored archive copy stays readable. Default 7.
-    pub restore_days: u32,
+    /// Removed: `[policy] restore_days` says how long a restored copy stays readable.
+    /// Still parsed only so that a file setting it fails with an error naming the new
+    /// key instead of a bare "unknown field".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_days: Option<u32>,
     /// Milliseconds between checks while a read waits for a restore. Default 30000;
     /// at least [`MIN_RESTORE_POLL_MS`] (100).
     pub restore_poll_ms: u64,
@@ -75,7 +77,7 @@ impl Default for TiersSettings {
             warm: TierSettings::default(),
             cold: TierSettings::default(),
             promote: true,
-            restore_days: 7,
+            restore_days: None,
             restore_poll_ms: 30_000,
             restore_wait_secs: 0,
             coalesce_gap_bytes: 1 << 20,
@@ -169,8 +171,10 @@ impl TiersSettings {
                 self.warm.class(Tier::Warm)
             )));
         }
-        if self.restore_days == 0 {
-            return Err(Error::invalid("tiers.restore_days must be at least 1"));
+        if let Some(days) = self.restore_days {
+            return Err(Error::invalid(format!(
+                "tiers.restore_days = {days}: this key moved to [policy] restore_days (days a restored archive copy stays readable, default 2); move it there"
+            )));
         }
         if self.restore_poll_ms < MIN_RESTORE_POLL_MS {
             return Err(Error::invalid(format!(
