@@ -41,7 +41,7 @@ impl Engine {
         };
         let restores = self.requested_restores().await?;
         // A request records when another may be sent (request time + restore_days).
-        let days = u64::from(self.store.settings().tiers.restore_days);
+        let days = u64::from(self.store.settings().policy.restore_days);
         let oldest_restore_ms = restores
             .iter()
             .filter_map(|r| r.restore.expiry_ms)

@@ -10,16 +10,16 @@ pub const OBJECT_REQUESTS: &str = "strata_object_requests_total";
 /// object-store requests that failed.
 pub const OBJECT_REQUEST_ERRORS: &str = "strata_object_request_errors_total";
 /// Counter, labels `from` and `to` (tiers): chunk bytes moved between tiers.
-pub const BYTES_MOVED: &str = "strata_tier_bytes_moved_total";
+pub const BYTES_MOVED: &str = "strata_bytes_moved_total";
 /// Counter, label `state` (`requested`, `completed`, `expired`, `failed`): archive
 /// restores by the state they reached.
 pub const RESTORES: &str = "strata_restores_total";
 /// Histogram, label `worker`: duration of each worker pass, seconds.
-pub const PASS_DURATION: &str = "strata_worker_pass_duration_seconds";
+pub const PASS_DURATION: &str = "strata_worker_pass_seconds";
 /// Counter, label `worker`: passes that failed or met errors.
-pub const PASS_ERRORS: &str = "strata_worker_pass_errors_total";
+pub const PASS_ERRORS: &str = "strata_worker_errors_total";
 /// Counter: promotions dropped because the queue was full or over the rate limit.
-pub const PROMOTION_DROPS: &str = "strata_promotion_queue_drops_total";
+pub const PROMOTION_DROPS: &str = "strata_promotion_drops_total";
 /// Counter, label `cache`: lookups answered from an in-memory cache.
 pub const CACHE_HITS: &str = "strata_cache_hits_total";
 /// Counter, label `cache`: lookups an in-memory cache could not answer.

@@ -99,11 +99,11 @@ impl StorageClass {
     }
 
     /// The minimum storage duration of the class in days: an object deleted or
-    /// overwritten earlier is billed as if kept this long (docs/tiers.md has the table;
-    /// `STANDARD_IA`, which strata does not write, is 30).
+    /// overwritten earlier is billed as if kept this long (docs/tiers.md has the table).
     pub fn min_storage_days(self) -> u64 {
         match self {
             StorageClass::Standard => 0,
+            StorageClass::StandardIa => 30,
             StorageClass::GlacierIr | StorageClass::Glacier => 90,
             StorageClass::DeepArchive => 180,
         }
