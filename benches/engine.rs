@@ -170,13 +170,16 @@ fn idle_pass(c: &mut Criterion) {
             store
         });
         let engine = Engine::new(store.clone());
-        g.bench_function(format!("demote_and_archive_nothing_to_do_{name}_{n}_chunks"), |b| {
-            b.to_async(&rt).iter(|| async {
-                let d = engine.run_pass(WorkerKind::Demote).await.expect("demote");
-                let a = engine.run_pass(WorkerKind::Archive).await.expect("archive");
-                assert_eq!(d.chunks_moved + a.chunks_moved, 0);
-            })
-        });
+        g.bench_function(
+            format!("demote_and_archive_nothing_to_do_{name}_{n}_chunks"),
+            |b| {
+                b.to_async(&rt).iter(|| async {
+                    let d = engine.run_pass(WorkerKind::Demote).await.expect("demote");
+                    let a = engine.run_pass(WorkerKind::Archive).await.expect("archive");
+                    assert_eq!(d.chunks_moved + a.chunks_moved, 0);
+                })
+            },
+        );
         rt.block_on(store.close()).expect("close");
     }
     g.finish();

@@ -215,10 +215,10 @@ fn a_damaged_commit_in_the_log_is_named_as_a_lost_blob() {
     let mut record: Vec<u8> = (0..32)
         .map(|i| u8::from_str_radix(&b_id[2 * i..2 * i + 2], 16).unwrap())
         .collect();
-    // The blob record in the commit batch: its key, the value's length (37) and
-    // version (1). The flip lands in the recorded size, so the damaged record still
+    // The blob record in the commit batch: its key, the value's length (38) and
+    // version (2). The flip lands in the recorded size, so the damaged record still
     // parses and names the blob.
-    record.extend_from_slice(&[37, 1]);
+    record.extend_from_slice(&[38, 2]);
     damage_log_at(&data_dir, &record, 40);
 
     let out = strata(&data_dir, &["ls"]);

@@ -178,8 +178,8 @@ fn scan(log: &[u8]) -> Scan {
 }
 
 /// Collect the blob ids a write batch puts blob records for; false if the batch does
-/// not parse (as a damaged batch may not). A blob record is the only value strata
-/// writes that is 37 bytes starting with its version byte 1 under a 32-byte key.
+/// not parse (as a damaged batch may not). Blob records are recognised by their shape
+/// under a 32-byte key (see [`is_blob_value`]).
 fn blob_commits(batch: &[u8], out: &mut Vec<BlobId>) -> bool {
     // Header: sequence number (8) ‖ count (4).
     let Some(mut rest) = batch.get(12..) else {
@@ -208,7 +208,7 @@ fn blob_commits(batch: &[u8], out: &mut Vec<BlobId>) -> bool {
         } else {
             &[]
         };
-        if is_put && key.len() == 32 && value.len() == 37 && value[0] == 1 {
+        if is_put && key.len() == 32 && is_blob_value(value) {
             if let Ok(id) = BlobId::from_slice(key) {
                 if !out.contains(&id) {
                     out.push(id);
@@ -286,5 +286,15 @@ mod tests {
         let crc = 0x1234_5678u32;
         let masked = crc.rotate_right(15).wrapping_add(0xa282_ead8);
         assert_eq!(unmask(masked), crc);
+    }
+}
+
+/// Whether `value` has the shape of a blob record (src/meta/codec.rs): version 1 is 37
+/// bytes; version 2 adds a pin byte and the class name (at most 64 bytes).
+fn is_blob_value(value: &[u8]) -> bool {
+    match value.first() {
+        Some(1) => value.len() == 37,
+        Some(2) => (38..=38 + 64).contains(&value.len()),
+        _ => false,
     }
 }

@@ -27,7 +27,7 @@ use crate::worker::Worker;
 /// How often the worker drains the queue.
 pub(super) const TICK: Duration = Duration::from_millis(20);
 /// Bytes the queue holds at most; offers beyond it are dropped.
-const QUEUE_MAX_BYTES: usize = 64 << 20;
+const QUEUE_MAX_BYTES: usize = 16 << 20;
 /// Largest write to hot of one promotion step.
 const BATCH_BYTES: usize = 8 << 20;
 /// Chunks whose reads are counted at most (for `promote_after_reads` above 1).
