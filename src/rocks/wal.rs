@@ -272,6 +272,16 @@ fn crc32c(data: &[u8]) -> u32 {
     !crc
 }
 
+/// Whether `value` has the shape of a blob record (src/meta/codec.rs): version 1 is 37
+/// bytes; version 2 adds a pin byte and the class name (at most 64 bytes).
+fn is_blob_value(value: &[u8]) -> bool {
+    match value.first() {
+        Some(1) => value.len() == 37,
+        Some(2) => (38..=38 + 64).contains(&value.len()),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,15 +296,5 @@ mod tests {
         let crc = 0x1234_5678u32;
         let masked = crc.rotate_right(15).wrapping_add(0xa282_ead8);
         assert_eq!(unmask(masked), crc);
-    }
-}
-
-/// Whether `value` has the shape of a blob record (src/meta/codec.rs): version 1 is 37
-/// bytes; version 2 adds a pin byte and the class name (at most 64 bytes).
-fn is_blob_value(value: &[u8]) -> bool {
-    match value.first() {
-        Some(1) => value.len() == 37,
-        Some(2) => (38..=38 + 64).contains(&value.len()),
-        _ => false,
     }
 }
