@@ -100,7 +100,7 @@ async fn node_child() {
                 "node {node}: wrong bytes for {id}"
             );
         }
-        if round % 5 == 0 {
+        if round.is_multiple_of(5) {
             let (id, _, _) = live.remove(0);
             store.delete(&id).await.expect("delete");
             writeln!(log, "del {id}").expect("log");
