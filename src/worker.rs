@@ -30,6 +30,8 @@ struct Running {
     name: String,
     token: CancellationToken,
     handle: JoinHandle<()>,
+    /// The worker itself, for workers the set owns ([`WorkerSet::start_owned`]).
+    _owned: Option<Arc<dyn Worker>>,
 }
 
 /// Runs workers and shuts them down in reverse start order.
@@ -51,6 +53,18 @@ impl WorkerSet {
     /// `close()` (a caller's early return, a simulated crash) is freed with it, along
     /// with what it holds (such as the database and its lock), and its task ends.
     pub fn start(&mut self, worker: Arc<dyn Worker>, every: Duration) {
+        self.spawn(worker, every, false);
+    }
+
+    /// [`Self::start`] for a worker nothing else holds (the engine's policy workers):
+    /// the set keeps it alive until `close()` or until the set is dropped. With
+    /// [`Self::start`] such a worker would be freed at once and never tick.
+    pub fn start_owned(&mut self, worker: Arc<dyn Worker>, every: Duration) {
+        self.spawn(worker, every, true);
+    }
+
+    fn spawn(&mut self, worker: Arc<dyn Worker>, every: Duration, own: bool) {
+        let owned = own.then(|| worker.clone());
         let token = CancellationToken::new();
         let child = token.clone();
         let name = worker.name().to_string();
@@ -81,6 +95,7 @@ impl WorkerSet {
             name,
             token,
             handle,
+            _owned: owned,
         });
     }
 
@@ -134,6 +149,22 @@ mod tests {
         set.start(c.clone(), Duration::from_secs(3600));
         set.close().await.unwrap();
         assert_eq!(c.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn owned_worker_ticks_without_another_holder() {
+        let c = Arc::new(Counter(AtomicUsize::new(0)));
+        let weak = Arc::downgrade(&c);
+        let mut set = WorkerSet::new();
+        set.start_owned(c, Duration::from_millis(10));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while weak.upgrade().unwrap().0.load(Ordering::SeqCst) < 2 {
+            assert!(std::time::Instant::now() < deadline, "owned worker never ticked");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        set.close().await.unwrap();
+        drop(set);
+        assert!(weak.upgrade().is_none(), "closed set still holds its worker");
     }
 
     #[tokio::test]

@@ -711,3 +711,37 @@ async fn a_commit_after_the_lease_was_taken_over_is_refused() {
     assert!(r.chunks_moved > 0, "{r:?}");
     assert!(env.store.get(&id).await.expect("get") == data);
 }
+
+/// The started workers run their passes on the runner's interval (real time; the
+/// policy's clock is the manual one): a demotion happens with nobody calling
+/// `run_pass`, and the worker set alone keeps the workers alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_workers_run_passes_by_themselves() {
+    let env = open_env(|s| {
+        s.workers.demote_interval_secs = 1;
+        s.workers.archive_interval_secs = 0;
+        s.workers.restore_interval_secs = 0;
+        s.workers.gc_interval_secs = 0;
+    })
+    .await;
+    let data = random_bytes(300_000, 9);
+    let id = env.store.put(data.clone()).await.expect("put").id;
+    env.clock.advance(2 * HOUR);
+    let mut set = strata::worker::WorkerSet::new();
+    env.engine.start(&mut set);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tier_bytes(&env.store, &id, Tier::Hot).await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no demotion pass ran in 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    set.close().await.expect("close workers");
+    let passes = env.store.meta().passes().await.expect("passes");
+    assert!(
+        passes.iter().any(|p| p.worker == "demote" && p.chunks > 0),
+        "{passes:?}"
+    );
+    assert!(env.store.get(&id).await.expect("get from warm") == data);
+}

@@ -249,7 +249,6 @@ async fn warm_read_promotes_and_second_read_touches_no_object_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky since promotion left the read path: once 4 ranged GETs for 2 packs (issue 12 note)"]
 async fn concurrent_reads_share_one_fetch() {
     let env = open_env(|s| s.cache.bytes = 64 << 20).await;
     let data = content(800_000, 13);

@@ -228,7 +228,7 @@ impl Engine {
             (WorkerKind::Gc, w.gc_interval_secs),
         ] {
             if secs > 0 {
-                set.start(
+                set.start_owned(
                     Arc::new(EngineWorker::new(self.clone(), kind)),
                     std::time::Duration::from_secs(secs),
                 );

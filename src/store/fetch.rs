@@ -221,8 +221,7 @@ impl Store {
         let mut need: Vec<(ChunkId, u32)> = Vec::new();
         for e in entries {
             if seen.insert(e.chunk)
-                && !self.inner.chunks.contains_key(&e.chunk)
-                && self.inner.promotions.pending(&e.chunk).is_none()
+                && !self.fetched_elsewhere(&e.chunk)
                 && (stale_filter || !self.inner.hot.may_contain(&e.chunk).await)
             {
                 need.push((e.chunk, e.length));
@@ -231,35 +230,38 @@ impl Store {
         if need.len() < 2 {
             return;
         }
+        // Chunks another read is fetching are waited for, not fetched again; the claim
+        // on the others lasts until they are staged (end of this function). Everything
+        // below is decided after the claim: a read that finished between the checks
+        // above and the claim has already cached, staged or promoted its chunks, and
+        // fetching them again would send the same GETs twice.
         let ids: Vec<ChunkId> = need.iter().map(|n| n.0).collect();
-        let Ok(mut locs) = self.inner.meta.locations_many(&ids).await else {
-            return;
-        };
-        if stale_filter {
-            // A recorded copy that the filter rules out is lost; it is fetched here too.
-            let node = &self.inner.node;
-            let mut shared = Vec::with_capacity(need.len());
-            for n in need {
-                let recorded = locs.get(&n.0).is_some_and(|ls| {
-                    ls.iter()
-                        .any(|l| l.is_hot_on(node) && l.health == Health::Ok)
-                });
-                if !(recorded && self.inner.hot.may_contain(&n.0).await) {
-                    shared.push(n);
-                }
-            }
-            need = shared;
-        }
+        let claim = self.inner.tiers.claim_fetch(&ids).await;
+        let mine: HashSet<ChunkId> = claim.ids().iter().copied().collect();
+        need.retain(|n| mine.contains(&n.0) && !self.fetched_elsewhere(&n.0));
         if need.len() < 2 {
             return;
         }
         let ids: Vec<ChunkId> = need.iter().map(|n| n.0).collect();
-        // Chunks another read is fetching are waited for, not fetched again; the claim
-        // on the others lasts until they are staged (end of this function).
-        let claim = self.inner.tiers.claim_fetch(&ids).await;
-        let mine: HashSet<ChunkId> = claim.ids().iter().copied().collect();
-        need.retain(|n| mine.contains(&n.0));
-        if need.is_empty() {
+        let Ok(mut locs) = self.inner.meta.locations_many(&ids).await else {
+            return;
+        };
+        // Metadata read after the claim sees the hot copies a finished promotion
+        // committed; a chunk with a healthy hot copy here is read from hot.
+        let node = &self.inner.node;
+        let mut shared = Vec::with_capacity(need.len());
+        for n in need {
+            let recorded = locs.get(&n.0).is_some_and(|ls| {
+                ls.iter()
+                    .any(|l| l.is_hot_on(node) && l.health == Health::Ok)
+            });
+            // A recorded copy that the filter rules out is lost; it is fetched here too.
+            if !(recorded && self.inner.hot.may_contain(&n.0).await) {
+                shared.push(n);
+            }
+        }
+        need = shared;
+        if need.len() < 2 {
             return;
         }
         let wants: Vec<(ChunkId, Option<u32>, Vec<Location>)> = need
@@ -285,6 +287,14 @@ impl Store {
         }
         self.offer_promotions(&fetched).await;
         drop(claim);
+    }
+
+    /// Whether another read already has `id` in hand: cached, staged by a coalesced
+    /// read, or read from a shared tier and queued for promotion.
+    fn fetched_elsewhere(&self, id: &ChunkId) -> bool {
+        self.inner.chunks.contains_key(id)
+            || self.inner.tiers.is_staged(id)
+            || self.inner.promotions.pending(id).is_some()
     }
 
     /// Write verified chunks to this node's hot tier, make them durable, record them.

@@ -257,6 +257,11 @@ impl Tiers {
         FetchClaim(claim)
     }
 
+    /// Whether bytes are staged for `id`.
+    pub fn is_staged(&self, id: &ChunkId) -> bool {
+        self.staging.contains(id)
+    }
+
     /// The bytes staged for `id`, removing them.
     pub fn take_staged(&self, id: &ChunkId) -> Option<Bytes> {
         self.staging.take(id)

@@ -61,6 +61,12 @@ impl Staging {
         true
     }
 
+    /// Whether bytes are held for `id`.
+    pub(crate) fn contains(&self, id: &ChunkId) -> bool {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.map.contains_key(id)
+    }
+
     /// Take the bytes held for `id`.
     pub(crate) fn take(&self, id: &ChunkId) -> Option<Bytes> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
