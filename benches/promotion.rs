@@ -6,6 +6,8 @@
 //!
 //! `cargo bench --bench promotion`
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,19 +18,6 @@ use strata::{BlobId, ChunkerParams, Settings, Store, Tier};
 use tokio::sync::Mutex;
 
 const BLOB_BYTES: usize = 16 << 20;
-
-fn random_bytes(len: usize, seed: u64) -> Bytes {
-    let mut out = Vec::with_capacity(len + 8);
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    Bytes::from(out)
-}
 
 /// One store with its warm blob, and the chunks not yet read since it went warm.
 struct Side {
@@ -56,7 +45,7 @@ impl Side {
         };
         let store = Store::open(s).await.expect("open");
         let id = store
-            .put(random_bytes(BLOB_BYTES, 7))
+            .put(Bytes::from(common::random_bytes(BLOB_BYTES, 7)))
             .await
             .expect("put")
             .id;

@@ -159,12 +159,18 @@ mod tests {
         set.start_owned(c, Duration::from_millis(10));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while weak.upgrade().unwrap().0.load(Ordering::SeqCst) < 2 {
-            assert!(std::time::Instant::now() < deadline, "owned worker never ticked");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "owned worker never ticked"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         set.close().await.unwrap();
         drop(set);
-        assert!(weak.upgrade().is_none(), "closed set still holds its worker");
+        assert!(
+            weak.upgrade().is_none(),
+            "closed set still holds its worker"
+        );
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use strata::engine::{Engine, WorkerKind};
 use strata::meta::PlacementChange;
 use strata::model::Location;
-use strata::object::{FaultyObjectStore, LocalObjectStore, ObjectStore, StorageClass};
+use strata::object::{FaultyObjectStore, ObjectStore, StorageClass};
 use strata::settings::PolicyClass;
 use strata::store::{Components, PutOptions};
 use strata::{
@@ -64,19 +64,10 @@ async fn open_env(tweak: impl FnOnce(&mut Settings)) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(T0);
     let objects = dir.path().join("objects");
-    let warm_local = LocalObjectStore::new(objects.clone(), clock.clone(), 0).with_fsync(false);
-    let cold_local =
-        LocalObjectStore::new(objects, clock.clone(), RESTORE_DELAY_MS).with_fsync(false);
-    let warm = Arc::new(FaultyObjectStore::new(Arc::new(warm_local)));
-    let cold = Arc::new(FaultyObjectStore::new(Arc::new(cold_local)));
+    let (warm, cold, components) =
+        support::counted_local_tiers(&objects, &objects, clock.clone(), RESTORE_DELAY_MS);
     let mut s = settings(dir.path());
     tweak(&mut s);
-    let components = Components {
-        clock: Some(clock.clone()),
-        warm: Some(warm.clone() as Arc<dyn ObjectStore>),
-        cold: Some(cold.clone() as Arc<dyn ObjectStore>),
-        ..Components::default()
-    };
     let store = Store::open_with(s, components).await.expect("open store");
     warm.reset_counts();
     cold.reset_counts();

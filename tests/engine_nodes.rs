@@ -169,17 +169,16 @@ fn spawn_node(node: u64, settings: &Path, log: &Path) -> std::process::Child {
 
 fn node_command(node: u64, settings: &Path, log: &Path) -> Command {
     let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-    cmd
-        .args([
-            "--exact",
-            "node_child",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env("STRATA_ENGINE_NODE", node.to_string())
-        .env("STRATA_ENGINE_SETTINGS", settings)
-        .env("STRATA_ENGINE_LOG", log);
+    cmd.args([
+        "--exact",
+        "node_child",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env("STRATA_ENGINE_NODE", node.to_string())
+    .env("STRATA_ENGINE_SETTINGS", settings)
+    .env("STRATA_ENGINE_LOG", log);
     cmd
 }
 

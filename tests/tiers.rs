@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strata::hot::faults::FaultyHot;
-use strata::object::{FaultyObjectStore, LocalObjectStore, ObjectStore, StorageClass};
+use strata::object::{FaultyObjectStore, ObjectStore, StorageClass};
 use strata::store::Components;
 use strata::{BlobId, ChunkId, ChunkerParams, ErrorKind, ManualClock, Settings, Store, Tier};
 use support::random_bytes;
@@ -54,21 +54,14 @@ fn settings(dir: &Path) -> Settings {
 async fn open_env(tweak: impl FnOnce(&mut Settings)) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(T0);
-    let warm_local =
-        LocalObjectStore::new(dir.path().join("warm"), clock.clone(), 0).with_fsync(false);
-    let cold_local =
-        LocalObjectStore::new(dir.path().join("cold"), clock.clone(), RESTORE_DELAY_MS)
-            .with_fsync(false);
-    let warm = Arc::new(FaultyObjectStore::new(Arc::new(warm_local)));
-    let cold = Arc::new(FaultyObjectStore::new(Arc::new(cold_local)));
+    let (warm, cold, components) = support::counted_local_tiers(
+        &dir.path().join("warm"),
+        &dir.path().join("cold"),
+        clock.clone(),
+        RESTORE_DELAY_MS,
+    );
     let mut s = settings(dir.path());
     tweak(&mut s);
-    let components = Components {
-        clock: Some(clock.clone()),
-        warm: Some(warm.clone() as Arc<dyn ObjectStore>),
-        cold: Some(cold.clone() as Arc<dyn ObjectStore>),
-        ..Components::default()
-    };
     let store = Store::open_with(s, components).await.expect("open store");
     // Opening checked (and wrote) the store identity objects: count from here.
     warm.reset_counts();

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
+use tokio::sync::mpsc;
 
 use super::lease::LeaseGuard;
 use super::packing::{self, PackWriter};
@@ -15,6 +16,14 @@ use crate::id::ChunkId;
 use crate::meta::{HotCopy, HotCursor, HotOrder, PlacementChange};
 use crate::model::{Health, Location, Tier};
 use crate::pack::BuiltPack;
+
+/// What the packing stage hands the committing stage.
+enum Step {
+    /// Chunks with a healthy shared copy: only their hot copies go.
+    Drop(Vec<ChunkId>),
+    /// A built pack to upload, replacing the hot copies of its chunks.
+    Pack(BuiltPack),
+}
 
 /// Hot copies looked up per index page.
 const PAGE: usize = 1024;
@@ -197,6 +206,14 @@ impl Engine {
 
     /// Demote copies of one class: those with a healthy shared copy lose their hot copy;
     /// the others are read, verified and packed into warm.
+    ///
+    /// Three stages run at once, joined by one-slot channels: reading and verifying a
+    /// batch from hot, building packs of the batch before it, and uploading and
+    /// committing the pack before that. Run one after another they left the disk idle
+    /// while packs were built and the CPU idle while they were written (110 MiB/s).
+    /// The order write → verify → commit → delete holds per pack: only the last stage
+    /// commits or deletes. When a stage fails the channels close and the others stop
+    /// after their current step.
     async fn demote_class(
         &self,
         lease: &LeaseGuard,
@@ -207,61 +224,92 @@ impl Engine {
         let meta = self.store.meta();
         let node = self.store.node_id();
         let warm = &self.store.pack_tiers().warm;
-        let mut writer = PackWriter::new(warm, class);
         let lengths: HashMap<ChunkId, u64> = copies.iter().map(|c| (c.chunk, c.length)).collect();
-        for batch in copies.chunks(BATCH) {
-            let ids: Vec<ChunkId> = batch.iter().map(|c| c.chunk).collect();
-            let mut locs = meta.locations_many(&ids).await?;
-            let mut drop_only = Vec::new();
-            let mut to_read = Vec::new();
-            for id in &ids {
-                let l = locs.remove(id).unwrap_or_default();
-                if !l.iter().any(|x| x.is_hot_on(node)) {
-                    continue; // the index was ahead of this read; nothing to move
+        let (read_tx, mut read_rx) = mpsc::channel::<(Vec<ChunkId>, Vec<(ChunkId, Bytes)>)>(1);
+        let (step_tx, mut step_rx) = mpsc::channel::<Step>(1);
+        let mut read_errors = Vec::new();
+        let reader = async {
+            let read_tx = read_tx;
+            for batch in copies.chunks(BATCH) {
+                let ids: Vec<ChunkId> = batch.iter().map(|c| c.chunk).collect();
+                let mut locs = meta.locations_many(&ids).await?;
+                let mut drop_only = Vec::new();
+                let mut to_read = Vec::new();
+                for id in &ids {
+                    let l = locs.remove(id).unwrap_or_default();
+                    if !l.iter().any(|x| x.is_hot_on(node)) {
+                        continue; // the index was ahead of this read; nothing to move
+                    }
+                    if l.iter()
+                        .any(|x| x.tier != Tier::Hot && x.health == Health::Ok)
+                    {
+                        drop_only.push(*id);
+                    } else {
+                        to_read.push(*id);
+                    }
                 }
-                if l.iter()
-                    .any(|x| x.tier != Tier::Hot && x.health == Health::Ok)
-                {
-                    drop_only.push(*id);
-                } else {
-                    to_read.push(*id);
+                let chunks = self.read_hot(&to_read, &mut read_errors).await;
+                if read_tx.send((drop_only, chunks)).await.is_err() {
+                    break; // a later stage stopped
                 }
             }
-            if !drop_only.is_empty() {
-                let change = PlacementChange {
-                    remove: drop_only.iter().map(|c| hot_loc(c, node)).collect(),
-                    ..PlacementChange::default()
-                };
-                self.commit_removing_hot(lease, &change, &lengths, report)
-                    .await?;
+            Ok::<(), crate::error::Error>(())
+        };
+        let packer = async {
+            let step_tx = step_tx;
+            let mut writer = PackWriter::new(warm, class);
+            while let Some((drop_only, chunks)) = read_rx.recv().await {
+                if !drop_only.is_empty() && step_tx.send(Step::Drop(drop_only)).await.is_err() {
+                    return Ok(());
+                }
+                for built in writer.add_verified(chunks).await? {
+                    if step_tx.send(Step::Pack(built)).await.is_err() {
+                        return Ok(());
+                    }
+                }
             }
-            let chunks = self.read_hot(&to_read, report).await;
-            for built in writer.add(chunks).await? {
-                self.commit_warm_pack(lease, &writer, built, &lengths, report)
-                    .await?;
+            if let Some(built) = writer.finish().await? {
+                let _ = step_tx.send(Step::Pack(built)).await;
             }
-        }
-        if let Some(built) = writer.finish().await? {
-            self.commit_warm_pack(lease, &writer, built, &lengths, report)
-                .await?;
-        }
-        Ok(())
+            Ok::<(), crate::error::Error>(())
+        };
+        let committer = async {
+            while let Some(step) = step_rx.recv().await {
+                match step {
+                    Step::Drop(ids) => {
+                        let change = PlacementChange {
+                            remove: ids.iter().map(|c| hot_loc(c, node)).collect(),
+                            ..PlacementChange::default()
+                        };
+                        self.commit_removing_hot(lease, &change, &lengths, report)
+                            .await?;
+                    }
+                    Step::Pack(built) => {
+                        self.commit_warm_pack(lease, class, built, &lengths, report)
+                            .await?;
+                    }
+                }
+            }
+            Ok::<(), crate::error::Error>(())
+        };
+        let (read, packed, committed) = tokio::join!(reader, packer, committer);
+        report.errors.append(&mut read_errors);
+        committed.and(packed).and(read)
     }
 
     /// Read and verify hot copies; a missing or damaged one is reported and left (the
     /// read path and `verify` deal with it).
-    async fn read_hot(&self, ids: &[ChunkId], report: &mut PassReport) -> Vec<(ChunkId, Bytes)> {
-        let hot = self.store.hot_tier();
-        let reads = futures::future::join_all(ids.iter().map(|id| hot.get(id))).await;
+    async fn read_hot(&self, ids: &[ChunkId], errors: &mut Vec<String>) -> Vec<(ChunkId, Bytes)> {
+        let reads = self.store.hot_tier().get_many(ids).await;
         let mut got = Vec::with_capacity(ids.len());
         for (id, r) in ids.iter().zip(reads) {
             match r {
                 Ok(Some(b)) => got.push((*id, b)),
-                Ok(None) => report.errors.push(format!(
+                Ok(None) => errors.push(format!(
                     "chunk {}: recorded in hot but not there",
                     id.short()
                 )),
-                Err(e) => report.errors.push(format!("chunk {}: {e}", id.short())),
+                Err(e) => errors.push(format!("chunk {}: {e}", id.short())),
             }
         }
         // Hashing pack-sized batches is CPU work: off the async threads.
@@ -273,7 +321,7 @@ impl Engine {
         match checked {
             Ok((good, bad)) => {
                 for (id, _) in bad {
-                    report.errors.push(format!(
+                    errors.push(format!(
                         "chunk {}: hot copy does not match its id",
                         id.short()
                     ));
@@ -281,7 +329,7 @@ impl Engine {
                 good
             }
             Err(e) => {
-                report.errors.push(format!("verifying hot copies: {e}"));
+                errors.push(format!("verifying hot copies: {e}"));
                 Vec::new()
             }
         }
@@ -292,7 +340,7 @@ impl Engine {
     async fn commit_warm_pack(
         &self,
         lease: &LeaseGuard,
-        writer: &PackWriter,
+        class: &str,
         built: BuiltPack,
         lengths: &HashMap<ChunkId, u64>,
         report: &mut PassReport,
@@ -300,7 +348,7 @@ impl Engine {
         let node = self.store.node_id();
         let warm = &self.store.pack_tiers().warm;
         let chunks: Vec<ChunkId> = built.entries.iter().map(|e| e.chunk).collect();
-        let written = packing::upload(warm, built, writer.class(), self.store.clock_ms()).await?;
+        let written = packing::upload(warm, built, class, self.store.clock_ms()).await?;
         report.objects_written += 1;
         let change = PlacementChange {
             packs: vec![written.record],

@@ -30,9 +30,22 @@ impl PackWriter {
         &self.class
     }
 
-    /// Add verified-or-to-verify chunks (the builder checks each hash); returns the packs
-    /// that filled up on the way, finished. Runs on a blocking thread.
+    /// Add chunks to verify (the builder checks each hash); returns the packs that
+    /// filled up on the way, finished. Runs on a blocking thread.
     pub async fn add(&mut self, chunks: Vec<(ChunkId, Bytes)>) -> Result<Vec<BuiltPack>> {
+        self.add_checked(chunks, true).await
+    }
+
+    /// [`Self::add`] of chunks the caller has just verified.
+    pub async fn add_verified(&mut self, chunks: Vec<(ChunkId, Bytes)>) -> Result<Vec<BuiltPack>> {
+        self.add_checked(chunks, false).await
+    }
+
+    async fn add_checked(
+        &mut self,
+        chunks: Vec<(ChunkId, Bytes)>,
+        verify: bool,
+    ) -> Result<Vec<BuiltPack>> {
         if chunks.is_empty() {
             return Ok(Vec::new());
         }
@@ -42,7 +55,11 @@ impl PackWriter {
             let mut builder = builder;
             let mut full = Vec::new();
             for (id, bytes) in chunks {
-                builder.add(id, &bytes)?;
+                if verify {
+                    builder.add(id, &bytes)?;
+                } else {
+                    builder.add_verified(id, &bytes)?;
+                }
                 if builder.is_full() {
                     let done = std::mem::replace(&mut builder, empty_like(&template));
                     full.push(done.finish()?);

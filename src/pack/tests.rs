@@ -814,3 +814,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn probe_stores_incompressible_raw_and_finds_compressible_tails() {
+    let random = random_bytes(11, 64 * 1024);
+    let text = text_bytes(1, 64 * 1024);
+    // Random for most of the chunk, text at the end: the end sample finds it.
+    let mut tail = random_bytes(12, 48 * 1024);
+    tail.extend_from_slice(&text_bytes(2, 16 * 1024));
+    let pack = build(&[random.clone(), text.clone(), tail.clone()]);
+    let flags: Vec<bool> = pack.entries.iter().map(|e| e.compressed).collect();
+    assert_eq!(flags, vec![false, true, true]);
+    for (e, raw) in pack.entries.iter().zip([&random, &text, &tail]) {
+        assert!(e.compressed || e.stored_len as usize == raw.len());
+    }
+}

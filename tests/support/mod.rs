@@ -59,3 +59,33 @@ pub fn run_strata(data_dir: &Path, args: &[&str]) -> Output {
         .output()
         .expect("run strata")
 }
+
+/// Local warm and cold tiers in `warm_dir` and `cold_dir` (the same directory makes
+/// archiving a server-side copy) on `clock`, the cold one with `restore_delay_ms`,
+/// each wrapped to count requests; and the components that open a store on them.
+pub fn counted_local_tiers(
+    warm_dir: &Path,
+    cold_dir: &Path,
+    clock: std::sync::Arc<strata::ManualClock>,
+    restore_delay_ms: u64,
+) -> (
+    std::sync::Arc<strata::object::FaultyObjectStore>,
+    std::sync::Arc<strata::object::FaultyObjectStore>,
+    strata::store::Components,
+) {
+    use std::sync::Arc;
+    use strata::object::{FaultyObjectStore, LocalObjectStore, ObjectStore};
+    let warm_local =
+        LocalObjectStore::new(warm_dir.to_path_buf(), clock.clone(), 0).with_fsync(false);
+    let cold_local = LocalObjectStore::new(cold_dir.to_path_buf(), clock.clone(), restore_delay_ms)
+        .with_fsync(false);
+    let warm = Arc::new(FaultyObjectStore::new(Arc::new(warm_local)));
+    let cold = Arc::new(FaultyObjectStore::new(Arc::new(cold_local)));
+    let components = strata::store::Components {
+        clock: Some(clock),
+        warm: Some(warm.clone() as Arc<dyn ObjectStore>),
+        cold: Some(cold.clone() as Arc<dyn ObjectStore>),
+        ..strata::store::Components::default()
+    };
+    (warm, cold, components)
+}
