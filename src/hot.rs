@@ -33,8 +33,9 @@ pub trait ChunkTier: Send + Sync + 'static {
     /// The stored bytes, unverified (the caller verifies), or `None`.
     async fn get(&self, id: &ChunkId) -> Result<Option<Bytes>>;
     /// [`Self::get`] of many chunks, in the order of `ids`, for bulk readers (the
-    /// demote worker). Tiers that read from disk keep several reads in flight.
-    async fn get_many(&self, ids: &[ChunkId]) -> Vec<Result<Option<Bytes>>> {
+    /// demote worker). Tiers that read from disk keep up to `readers` reads in flight.
+    async fn get_many(&self, ids: &[ChunkId], readers: usize) -> Vec<Result<Option<Bytes>>> {
+        let _ = readers;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             out.push(self.get(id).await);
@@ -246,15 +247,14 @@ impl ChunkTier for HotTier {
             .map(|v| Bytes::copy_from_slice(&v)))
     }
 
-    async fn get_many(&self, ids: &[ChunkId]) -> Vec<Result<Option<Bytes>>> {
+    async fn get_many(&self, ids: &[ChunkId], readers: usize) -> Vec<Result<Option<Bytes>>> {
         // Blob files are written with O_DIRECT (`hot.direct_writes`), so bulk reads go
         // to the disk: several blocking readers keep its queue busy (one reader at a
         // time read 290 MB/s here), and none of them holds up an async worker.
-        const READERS: usize = 8;
         if ids.is_empty() {
             return Vec::new();
         }
-        let per = ids.len().div_ceil(READERS);
+        let per = ids.len().div_ceil(readers.max(1));
         let parts = ids.chunks(per).map(|part| {
             let (db, part) = (self.db.clone(), part.to_vec());
             tokio::task::spawn_blocking(move || -> Vec<Result<Option<Bytes>>> {

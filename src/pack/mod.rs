@@ -7,7 +7,7 @@
 //! ```
 //!
 //! * Each chunk is stored zstd-compressed only when that makes it strictly smaller,
-//!   otherwise raw. A chunk id is always the BLAKE3 hash of the *uncompressed* bytes.
+//!   otherwise raw (a chunk whose samples do not shrink is not compressed at all). A chunk id is always the BLAKE3 hash of the *uncompressed* bytes.
 //! * The index holds one fixed-width, big-endian record per chunk, in pack order:
 //!   chunk id (32), offset (u64), stored length (u32), raw length (u32), flags (u8;
 //!   bit 0 = zstd). See [`ENTRY_LEN`].

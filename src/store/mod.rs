@@ -10,6 +10,7 @@ mod admin;
 mod assemble;
 mod engine_support;
 mod fetch;
+mod foreground;
 mod identity;
 mod promote;
 mod put;
@@ -115,6 +116,8 @@ struct Inner {
     /// takes it exclusively once) waits for them. Never held exclusively by anything
     /// else: it orders nothing between operations.
     in_flight: tokio::sync::RwLock<()>,
+    /// Puts and reads running now, for background passes that yield to them.
+    foreground: Arc<foreground::Foreground>,
     pause: Option<Arc<dyn PausePoint>>,
     workers: tokio::sync::Mutex<WorkerSet>,
     closed: AtomicBool,
@@ -211,6 +214,7 @@ impl Store {
                 promotions: promotions.clone(),
                 writing: WriteRegistry::default(),
                 in_flight: tokio::sync::RwLock::new(()),
+                foreground: Arc::default(),
                 pause: components.pause,
                 workers: tokio::sync::Mutex::new(workers),
                 closed: AtomicBool::new(false),
@@ -305,6 +309,12 @@ impl Store {
         let guard = self.inner.in_flight.read().await;
         self.check_open()?;
         Ok(guard)
+    }
+
+    /// Whether puts or reads run now (or ended a moment ago): background passes then
+    /// run their heavy steps one at a time.
+    pub fn foreground_busy(&self) -> bool {
+        self.inner.foreground.busy()
     }
 
     /// Wait at a named test point, when a test installed the hook.

@@ -181,6 +181,7 @@ impl Store {
         Fut: Future<Output = Result<()>>,
     {
         let _op = self.begin().await?;
+        let _fg = self.inner.foreground.begin();
         let params = self.inner.settings.chunking;
         let (block_tx, block_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
         let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);

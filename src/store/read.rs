@@ -25,6 +25,7 @@ impl Store {
     /// The whole blob.
     pub async fn get(&self, id: &BlobId) -> Result<Bytes> {
         self.check_open()?;
+        let _fg = self.inner.foreground.begin();
         let rec = self.blob_record(id).await?;
         self.read_range(&rec, 0..rec.size).await
     }
@@ -33,6 +34,7 @@ impl Store {
     /// or reaches past the end; an empty range inside the blob gives empty bytes.
     pub async fn get_range(&self, id: &BlobId, range: Range<u64>) -> Result<Bytes> {
         self.check_open()?;
+        let _fg = self.inner.foreground.begin();
         let rec = self.blob_record(id).await?;
         check_range(&rec, &range)?;
         self.read_range(&rec, range).await
@@ -83,9 +85,12 @@ impl Store {
         });
         let this = self.clone();
         let id = *id;
+        // The stream is foreground work for as long as it lives.
+        let fg = self.inner.foreground.begin();
         let out = windows
             .try_flatten()
             .map(move |piece| {
+                let _ = &fg;
                 let this = this.clone();
                 async move {
                     let (e, sub, cache) = piece?;
