@@ -376,11 +376,17 @@ fn serve_without_metrics_stops_on_sigint() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Read the start line: then the signal handlers are installed and the store open.
+    // Read the whole start line: then the signal handlers are installed and the store
+    // open. (A pipe read may end inside the line.)
     let mut stderr_pipe = child.stderr.take().unwrap();
     let mut seen = Vec::new();
     let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("started") {
+    let whole_line = |seen: &[u8]| {
+        let text = String::from_utf8_lossy(seen);
+        text.find("started")
+            .is_some_and(|at| text[at..].contains('\n'))
+    };
+    while !whole_line(&seen) {
         let n = stderr_pipe.read(&mut buf).unwrap();
         assert!(n > 0, "serve ended: {}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&buf[..n]);

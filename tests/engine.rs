@@ -736,3 +736,36 @@ async fn started_workers_run_passes_by_themselves() {
     );
     assert!(env.store.get(&id).await.expect("get from warm") == data);
 }
+
+/// A pack upload that fails in the middle of a demotion pass ends the pass with an
+/// error (the stages before it stop), moves nothing it did not commit, and a later
+/// pass finishes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upload_ends_the_pass_without_hanging_or_losing_bytes() {
+    let env = open_env(|_| {}).await;
+    // 4 MB in 256 KiB packs: many packs, so the stages are all busy when one fails.
+    let data = random_bytes(4_000_000, 21);
+    let id = env.store.put(data.clone()).await.expect("put").id;
+    env.clock.advance(2 * HOUR);
+    env.warm.set_fail_writes(true);
+    let pass = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        env.engine.run_pass(WorkerKind::Demote),
+    )
+    .await
+    .expect("the pass hung after an upload failed");
+    let moved = match pass {
+        Ok(r) => {
+            assert!(!r.errors.is_empty(), "an upload failed: {r:?}");
+            r.chunks_moved
+        }
+        Err(_) => 0,
+    };
+    assert_eq!(moved, 0, "nothing was uploaded");
+    assert!(env.store.get(&id).await.expect("get") == data);
+    env.warm.set_fail_writes(false);
+    let r = env.engine.run_pass(WorkerKind::Demote).await.expect("pass");
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(tier_bytes(&env.store, &id, Tier::Hot).await, 0);
+    assert!(env.store.get(&id).await.expect("get from warm") == data);
+}

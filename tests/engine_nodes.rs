@@ -214,11 +214,21 @@ async fn two_nodes_run_every_worker_while_drivers_put_read_and_delete() {
         children.push(spawn_node(node, &file, &log));
         logs.push(log);
     }
+    // A node that has not stopped two minutes after its run should have is stuck (a
+    // pass that never ends keeps `close()` waiting): killed, and the test fails.
+    let deadline = Instant::now() + RUN + Duration::from_secs(120);
     for mut c in children {
-        let status = tokio::task::spawn_blocking(move || c.wait())
-            .await
-            .unwrap()
-            .expect("wait for node");
+        let status = loop {
+            if let Some(status) = c.try_wait().expect("wait for node") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("a node did not stop within two minutes of the end of its run");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         assert!(status.success(), "a node failed: {status}");
     }
 

@@ -225,8 +225,8 @@ impl Engine {
         let node = self.store.node_id();
         let warm = &self.store.pack_tiers().warm;
         let lengths: HashMap<ChunkId, u64> = copies.iter().map(|c| (c.chunk, c.length)).collect();
-        let (read_tx, mut read_rx) = mpsc::channel::<(Vec<ChunkId>, Vec<(ChunkId, Bytes)>)>(1);
-        let (step_tx, mut step_rx) = mpsc::channel::<Step>(1);
+        let (read_tx, read_rx) = mpsc::channel::<(Vec<ChunkId>, Vec<(ChunkId, Bytes)>)>(1);
+        let (step_tx, step_rx) = mpsc::channel::<Step>(1);
         let mut read_errors = Vec::new();
         let gate = Semaphore::new(1);
         let reader = async {
@@ -258,8 +258,12 @@ impl Engine {
             }
             Ok::<(), crate::error::Error>(())
         };
+        // Each stage owns its channel ends, so that a stage that stops (an error, or a
+        // later stage gone) drops them and the stages beside it stop too instead of
+        // waiting on a full or empty channel forever.
         let packer = async {
             let step_tx = step_tx;
+            let mut read_rx = read_rx;
             let mut writer = PackWriter::new(warm, class);
             while let Some((drop_only, chunks)) = read_rx.recv().await {
                 if !drop_only.is_empty() && step_tx.send(Step::Drop(drop_only)).await.is_err() {
@@ -283,6 +287,7 @@ impl Engine {
             Ok::<(), crate::error::Error>(())
         };
         let committer = async {
+            let mut step_rx = step_rx;
             while let Some(step) = step_rx.recv().await {
                 let _turn = self.yield_to_foreground(&gate).await;
                 match step {

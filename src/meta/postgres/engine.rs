@@ -14,7 +14,7 @@
 
 use async_trait::async_trait;
 
-use super::rows::{col, col_chunk_id, col_u64, i64_of, pin_of, pin_weights};
+use super::rows::{col_chunk_id, col_u64, i64_of, pin_of, pin_weights};
 use super::{PostgresMeta, BATCH};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
@@ -129,19 +129,9 @@ impl PostgresMeta {
         let new = pin_of(to)?;
         let mut client = self.client().await?;
         let txn = client.transaction().await.map_err(self.err("begin"))?;
-        let st = txn
-            .prepare_cached("SELECT pin FROM blobs WHERE id = $1 FOR UPDATE")
-            .await
-            .map_err(self.err("prepare"))?;
-        let Some(row) = txn
-            .query_opt(&st, &[&key])
-            .await
-            .map_err(self.err("lock blob"))?
-        else {
+        let Some(old) = super::writes::lock_blob_pin(self, &txn, blob).await? else {
             return Ok(false);
         };
-        let old: Option<&str> = col(&row, 0)?;
-        let old = old.map(Tier::parse).transpose()?;
         let (oh, ow) = pin_weights(old);
         let (nh, nw) = pin_weights(to);
         let (dh, dw) = (nh - oh, nw - ow);

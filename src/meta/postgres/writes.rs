@@ -383,19 +383,9 @@ impl PostgresMeta {
             .await
             .map_err(self.err("begin delete"))?;
         // The blob row first (same order as commit); a concurrent delete waits here.
-        let st = txn
-            .prepare_cached("SELECT pin FROM blobs WHERE id = $1 FOR UPDATE")
-            .await
-            .map_err(self.err("prepare"))?;
-        let Some(row) = txn
-            .query_opt(&st, &[&key])
-            .await
-            .map_err(self.err("lock blob"))?
-        else {
+        let Some(pin) = lock_blob_pin(self, &txn, id).await? else {
             return Ok(None);
         };
-        let pin: Option<&str> = col(&row, 0)?;
-        let pin = pin.map(crate::model::Tier::parse).transpose()?;
         let (pin_hot, pin_warm) = pin_weights(pin);
         // Drop the manifest, counting entries per chunk on the server.
         let st = txn
@@ -763,4 +753,27 @@ pub(super) async fn lock_locations(
         .map_err(meta.err("lock copies"))?;
     }
     Ok(())
+}
+
+/// Lock the row of blob `id` (`FOR UPDATE`: the first lock every writer of a blob
+/// takes, so they queue here in one order) and read its pin; `None` when there is no
+/// such blob.
+pub(super) async fn lock_blob_pin(
+    meta: &PostgresMeta,
+    txn: &Transaction<'_>,
+    id: &BlobId,
+) -> Result<Option<Option<crate::model::Tier>>> {
+    let st = txn
+        .prepare_cached("SELECT pin FROM blobs WHERE id = $1 FOR UPDATE")
+        .await
+        .map_err(meta.err("prepare"))?;
+    let Some(row) = txn
+        .query_opt(&st, &[&id.as_bytes().as_slice()])
+        .await
+        .map_err(meta.err("lock blob"))?
+    else {
+        return Ok(None);
+    };
+    let pin: Option<&str> = col(&row, 0)?;
+    Ok(Some(pin.map(crate::model::Tier::parse).transpose()?))
 }
