@@ -14,9 +14,7 @@ use strata::model::Location;
 use strata::object::{FaultyObjectStore, ObjectStore, StorageClass};
 use strata::settings::PolicyClass;
 use strata::store::{Components, PutOptions};
-use strata::{
-    BlobId, ChunkId, ChunkerParams, Clock as _, ErrorKind, ManualClock, Settings, Store, Tier,
-};
+use strata::{BlobId, ChunkId, Clock as _, ErrorKind, ManualClock, Settings, Store, Tier};
 use support::random_bytes;
 
 const T0: u64 = 1_700_000_000_000;
@@ -38,21 +36,8 @@ struct Env {
 /// Small chunks and packs; no chunk cache, so reads go to the tiers; no minimum
 /// residency unless a test sets one.
 fn settings(dir: &Path) -> Settings {
-    let mut s = Settings {
-        data_dir: dir.join("db"),
-        ..Settings::default()
-    };
-    s.hot.sync = false;
-    s.chunking = ChunkerParams {
-        min: 4096,
-        avg: 16384,
-        max: 65536,
-    };
-    s.cache.bytes = 0;
-    s.tiers.warm.pack_bytes = 256 * 1024;
-    s.tiers.cold.pack_bytes = 256 * 1024;
+    let mut s = support::small_pack_settings(dir);
     s.tiers.promote = false;
-    s.tiers.restore_poll_ms = strata::tier::settings::MIN_RESTORE_POLL_MS;
     s.policy.hot_idle_secs = 3600;
     s.policy.hot_min_residency_secs = 0;
     s

@@ -31,26 +31,6 @@ struct Env {
     dir: tempfile::TempDir,
 }
 
-/// Small chunks and packs so a few hundred KiB make several packs; no chunk cache, so
-/// every read goes to the tiers.
-fn settings(dir: &Path) -> Settings {
-    let mut s = Settings {
-        data_dir: dir.join("db"),
-        ..Settings::default()
-    };
-    s.hot.sync = false;
-    s.chunking = ChunkerParams {
-        min: 4096,
-        avg: 16384,
-        max: 65536,
-    };
-    s.cache.bytes = 0;
-    s.tiers.warm.pack_bytes = 256 * 1024;
-    s.tiers.cold.pack_bytes = 256 * 1024;
-    s.tiers.restore_poll_ms = strata::tier::settings::MIN_RESTORE_POLL_MS;
-    s
-}
-
 async fn open_env(tweak: impl FnOnce(&mut Settings)) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(T0);
@@ -60,7 +40,7 @@ async fn open_env(tweak: impl FnOnce(&mut Settings)) -> Env {
         clock.clone(),
         RESTORE_DELAY_MS,
     );
-    let mut s = settings(dir.path());
+    let mut s = support::small_pack_settings(dir.path());
     tweak(&mut s);
     let store = Store::open_with(s, components).await.expect("open store");
     // Opening checked (and wrote) the store identity objects: count from here.
@@ -418,7 +398,7 @@ async fn outage_during_move_loses_nothing_and_move_succeeds_later() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_wait_polls_until_the_restore_completes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut s = settings(dir.path());
+    let mut s = support::small_pack_settings(dir.path());
     s.tiers.cold.restore_delay_ms = 300;
     let store = Store::open(s).await.expect("open");
     let data = content(300_000, 8);
@@ -646,7 +626,7 @@ async fn gc_terminates_when_dead_chunks_live_only_in_warm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_for_a_hot_blob_reads_no_chunk() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = settings(dir.path());
+    let s = support::small_pack_settings(dir.path());
     let db = strata::rocks::open(&dir.path().join("hot"), &s.hot).expect("hot db");
     // The wrapper counts the calls that read chunk values.
     let hot = FaultyHot::new(Arc::new(strata::hot::HotTier::new(db)));

@@ -89,3 +89,24 @@ pub fn counted_local_tiers(
     };
     (warm, cold, components)
 }
+
+/// Embedded settings in `dir/db` with small chunks (16 KiB average) and 256 KiB warm
+/// and cold packs, so a few hundred KiB make several packs; no chunk cache, so every
+/// read goes to the tiers; restores polled as often as allowed.
+pub fn small_pack_settings(dir: &Path) -> Settings {
+    let mut s = Settings {
+        data_dir: dir.join("db"),
+        ..Settings::default()
+    };
+    s.hot.sync = false;
+    s.chunking = strata::ChunkerParams {
+        min: 4096,
+        avg: 16384,
+        max: 65536,
+    };
+    s.cache.bytes = 0;
+    s.tiers.warm.pack_bytes = 256 * 1024;
+    s.tiers.cold.pack_bytes = 256 * 1024;
+    s.tiers.restore_poll_ms = strata::tier::settings::MIN_RESTORE_POLL_MS;
+    s
+}
