@@ -329,19 +329,7 @@ fn serve_exports_metrics_and_stops_cleanly_on_sigterm() {
         .sum();
     assert!(warm_requests >= 1.0, "{body}");
 
-    let t = Instant::now();
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "serve did not stop within 10 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = signal_and_wait(&mut child, libc::SIGTERM, "SIGTERM");
     let mut err = String::new();
     child
         .stderr
@@ -360,6 +348,28 @@ fn serve_exports_metrics_and_stops_cleanly_on_sigterm() {
     // The store was closed properly: another command opens it at once.
     let out = run_strata(&data, &["ls"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Send `signal` to `child` and wait for it to exit: at most 10 s, else the test fails.
+#[cfg(unix)]
+fn signal_and_wait(
+    child: &mut std::process::Child,
+    signal: i32,
+    name: &str,
+) -> std::process::ExitStatus {
+    let t = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "serve did not stop within 10 s of {name}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[cfg(unix)]
@@ -394,19 +404,7 @@ fn serve_without_metrics_stops_on_sigint() {
     let line = String::from_utf8_lossy(&seen).into_owned();
     assert!(line.contains("metrics off"), "{line}");
     assert!(line.contains("demote 60s"), "{line}");
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "no stop after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = signal_and_wait(&mut child, libc::SIGINT, "SIGINT");
     let mut rest = String::new();
     stderr_pipe.read_to_string(&mut rest).unwrap();
     assert_eq!(status.code(), Some(0), "{line}{rest}");
