@@ -4,6 +4,7 @@
 //! verify → fenced commit → delete of the hot bytes.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
@@ -251,7 +252,7 @@ impl Engine {
                 }
                 let turn = self.yield_to_foreground(&gate).await;
                 let chunks = self.read_hot(&to_read, &mut read_errors).await;
-                drop(turn);
+                turn.end().await;
                 if read_tx.send((drop_only, chunks)).await.is_err() {
                     break; // a later stage stopped
                 }
@@ -271,7 +272,7 @@ impl Engine {
                 }
                 let turn = self.yield_to_foreground(&gate).await;
                 let built = writer.add_verified(chunks).await?;
-                drop(turn);
+                turn.end().await;
                 for built in built {
                     if step_tx.send(Step::Pack(built)).await.is_err() {
                         return Ok(());
@@ -280,7 +281,7 @@ impl Engine {
             }
             let turn = self.yield_to_foreground(&gate).await;
             let last = writer.finish().await?;
-            drop(turn);
+            turn.end().await;
             if let Some(built) = last {
                 let _ = step_tx.send(Step::Pack(built)).await;
             }
@@ -289,7 +290,7 @@ impl Engine {
         let committer = async {
             let mut step_rx = step_rx;
             while let Some(step) = step_rx.recv().await {
-                let _turn = self.yield_to_foreground(&gate).await;
+                let turn = self.yield_to_foreground(&gate).await;
                 match step {
                     Step::Drop(ids) => {
                         let change = PlacementChange {
@@ -304,6 +305,7 @@ impl Engine {
                             .await?;
                     }
                 }
+                turn.end().await;
             }
             Ok::<(), crate::error::Error>(())
         };
@@ -313,13 +315,20 @@ impl Engine {
     }
 
     /// While this process serves puts or reads, the stages' heavy steps take turns (one
-    /// at a time, as before the stages ran at once): measured on two cores, all three
-    /// at once halved a concurrent put and tripled `get_range` p99. Idle, they overlap.
-    async fn yield_to_foreground<'a>(&self, gate: &'a Semaphore) -> Option<SemaphorePermit<'a>> {
-        if self.store.foreground_busy() {
+    /// at a time, as before the stages ran at once), and each turn is followed by a
+    /// pause as long as the turn, so demotion takes at most half of one core's time:
+    /// measured on two cores, all three at once halved a concurrent put and tripled
+    /// `get_range` p99; one at a time without pauses still cost puts a quarter. Idle,
+    /// they overlap and do not pause.
+    async fn yield_to_foreground<'a>(&self, gate: &'a Semaphore) -> Turn<'a> {
+        let permit = if self.store.foreground_busy() {
             gate.acquire().await.ok()
         } else {
             None
+        };
+        Turn {
+            permit,
+            started: Instant::now(),
         }
     }
 
@@ -416,6 +425,22 @@ impl Engine {
         metrics::counter!("strata_bytes_moved_total", "from" => "hot", "to" => "warm")
             .increment(bytes);
         self.store.delete_removed_hot(&gone).await
+    }
+}
+
+/// A stage's turn at the heavy work while foreground work is busy (no permit when idle).
+struct Turn<'a> {
+    permit: Option<SemaphorePermit<'a>>,
+    started: Instant,
+}
+
+impl Turn<'_> {
+    /// End the turn: when it was taken because foreground work was busy, keep the other
+    /// stages waiting for as long again (a 50% duty cycle), then let them go.
+    async fn end(self) {
+        if self.permit.is_some() {
+            tokio::time::sleep(self.started.elapsed()).await;
+        }
     }
 }
 
