@@ -173,13 +173,17 @@ async fn hot_counter_follows_every_location_write() {
     // A refused removal changes nothing; an allowed one decrements.
     let mine = Location::hot(chunk(3), NODE, 7, T0);
     assert!(s
-        .remove_locations(std::slice::from_ref(&mine))
+        .remove_locations(std::slice::from_ref(&mine), NODE)
         .await
         .unwrap()
         .is_empty());
     assert_eq!(s.hot_bytes(NODE).await.unwrap(), 117);
+    // OTHER's hot copy of chunk 1 keeps nothing readable for NODE: add a shared one.
+    s.add_locations(&[warm(chunk(1), "warm/p9", 0, 100)])
+        .await
+        .unwrap();
     assert_eq!(
-        s.remove_locations(&[Location::hot(chunk(1), NODE, 100, T0)])
+        s.remove_locations(&[Location::hot(chunk(1), NODE, 100, T0)], NODE)
             .await
             .unwrap()
             .len(),

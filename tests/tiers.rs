@@ -314,6 +314,46 @@ async fn corrupt_or_deleted_pack_never_returns_wrong_bytes() {
     }
 }
 
+/// A pack cut short (a torn upload, a damaged disk) damages the copies past its end:
+/// a read of them is `Corrupt` and marks them, not `InvalidInput`; copies before the
+/// cut still read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_pack_is_corrupt_and_marked() {
+    let env = open_env(|s| s.tiers.promote = false).await;
+    let data = content(400_000, 14);
+    let id = env.store.put(data.clone()).await.expect("put").id;
+    env.store.move_blob(&id, Tier::Warm).await.expect("move");
+    let packs = packs_of(&env.store, &id, Tier::Warm).await;
+    let path = pack_path(&env.dir.path().join("warm"), &packs[0]);
+    let len = std::fs::metadata(&path).expect("pack file").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open pack");
+    f.set_len(len / 2).expect("truncate");
+    drop(f);
+    let err = env.store.get(&id).await.expect_err("truncated pack");
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    let mut marked = 0;
+    for c in chunk_ids(&env.store, &id).await {
+        let locs = env.store.meta().locations(&c).await.expect("locations");
+        for l in locs.iter().filter(|l| l.pack == packs[0]) {
+            if l.health == strata::Health::Corrupt {
+                marked += 1;
+                assert!(l.offset + l.length > len / 2, "{l:?} lies before the cut");
+            }
+        }
+    }
+    assert!(marked >= 1, "the copies past the cut are marked");
+    // The first chunk lies before the cut: a range of it still reads.
+    let first = env
+        .store
+        .get_range(&id, 0..1000)
+        .await
+        .expect("range before the cut");
+    assert_eq!(&first[..], &data[..1000]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_healthy_copy_is_used_when_one_is_corrupt() {
     // Cold in an instant class, readable without restores.
@@ -450,6 +490,28 @@ async fn replicated_durability_writes_a_warm_pack_before_acknowledging() {
     let st = env.store.stat(&id).await.expect("stat");
     assert!(st.tiers.hot > 0 && st.tiers.warm == st.tiers.hot, "{st:?}");
     assert!(env.warm.count("put") >= 1);
+}
+
+/// `replicated` promises a copy every node can read: a move to hot keeps the warm copy
+/// (with `local` durability the same move drops it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_move_to_hot_keeps_the_shared_copy() {
+    for (mode, keeps) in [
+        (strata::settings::Durability::Replicated, true),
+        (strata::settings::Durability::Local, false),
+    ] {
+        let env = open_env(|s| s.durability.mode = mode).await;
+        let data = content(400_000, 13);
+        let id = env.store.put(data.clone()).await.expect("put").id;
+        env.store.move_blob(&id, Tier::Warm).await.expect("to warm");
+        let st = env.store.stat(&id).await.expect("stat");
+        assert!(st.tiers.hot == 0 && st.tiers.warm > 0, "{mode:?}: {st:?}");
+        env.store.move_blob(&id, Tier::Hot).await.expect("to hot");
+        let st = env.store.stat(&id).await.expect("stat");
+        assert!(st.tiers.hot > 0, "{mode:?}: {st:?}");
+        assert_eq!(st.tiers.warm > 0, keeps, "{mode:?}: {st:?}");
+        assert!(env.store.get(&id).await.expect("get") == data);
+    }
 }
 
 /// Requests per GiB: moving 100 MiB to warm with the default pack size, and GETs of

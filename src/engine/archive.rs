@@ -245,6 +245,7 @@ impl Engine {
             })
             .collect();
         let change = PlacementChange {
+            node: self.store.node_id().to_string(),
             packs: vec![record],
             add,
             remove: chosen.live.clone(),
@@ -355,6 +356,7 @@ impl Engine {
                 continue;
             };
             let change = PlacementChange {
+                node: self.store.node_id().to_string(),
                 packs: record.iter().cloned().collect(),
                 add,
                 remove,

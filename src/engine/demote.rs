@@ -294,6 +294,7 @@ impl Engine {
                 match step {
                     Step::Drop(ids) => {
                         let change = PlacementChange {
+                            node: self.store.node_id().to_string(),
                             remove: ids.iter().map(|c| hot_loc(c, node)).collect(),
                             ..PlacementChange::default()
                         };
@@ -388,6 +389,7 @@ impl Engine {
         let written = packing::upload(warm, built, class, self.store.clock_ms()).await?;
         report.objects_written += 1;
         let change = PlacementChange {
+            node: self.store.node_id().to_string(),
             packs: vec![written.record],
             add: written.locations,
             remove: chunks.iter().map(|c| hot_loc(c, node)).collect(),

@@ -205,6 +205,7 @@ impl Engine {
         let bytes: u64 = written.locations.iter().map(|l| l.length).sum();
         let chunks = written.locations.len() as u64;
         let change = PlacementChange {
+            node: self.store.node_id().to_string(),
             packs: vec![written.record],
             add: written.locations,
             ..PlacementChange::default()

@@ -258,7 +258,9 @@ impl EngineStore for EmbeddedMeta {
                     referenced.insert(*c);
                 }
             }
-            let removed = allowed_removals(&change.remove, &current, |c| referenced.contains(c));
+            let removed = allowed_removals(&change.remove, &current, &change.node, |c| {
+                referenced.contains(c)
+            });
             for l in &removed {
                 tx.delete_location(l)?;
             }

@@ -102,8 +102,13 @@ impl PlacementStore for EmbeddedMeta {
         .await
     }
 
-    async fn remove_locations(&self, locations: &[Location]) -> Result<Vec<Location>> {
+    async fn remove_locations(
+        &self,
+        locations: &[Location],
+        reader: &str,
+    ) -> Result<Vec<Location>> {
         let locations = locations.to_vec();
+        let reader = reader.to_string();
         self.blocking(move |inner| {
             let _guard = lock(&inner.write_lock);
             let mut chunks: Vec<_> = locations.iter().map(|l| l.chunk).collect();
@@ -117,7 +122,8 @@ impl PlacementStore for EmbeddedMeta {
                     referenced.insert(*c);
                 }
             }
-            let removed = allowed_removals(&locations, &current, |c| referenced.contains(c));
+            let removed =
+                allowed_removals(&locations, &current, &reader, |c| referenced.contains(c));
             let mut tx = Tx::new(inner);
             for l in &removed {
                 tx.delete_location(l)?;

@@ -146,8 +146,13 @@ pub struct PlacementChange {
     pub hot_class: String,
     /// See `hot_class`.
     pub hot_blob: Option<BlobId>,
-    /// Copies to remove.
+    /// Copies to remove (refused for a referenced chunk that would be left with no
+    /// healthy copy `node` can read: see
+    /// [`PlacementStore::remove_locations`](super::PlacementStore::remove_locations)).
     pub remove: Vec<Location>,
+    /// The node making the change. Empty: only shared (warm, cold) copies count as
+    /// readable, the strictest rule.
+    pub node: String,
     /// Hot copies among `add` whose last-read time is set to this (a promotion is a
     /// read); `None` keeps an existing copy's index entry or uses the copy's
     /// `last_verified_ms` for a new one.

@@ -159,9 +159,13 @@ impl PlacementStore for FaultyMeta {
         self.check("add_locations", None)?;
         self.inner.add_locations(locations).await
     }
-    async fn remove_locations(&self, locations: &[Location]) -> Result<Vec<Location>> {
+    async fn remove_locations(
+        &self,
+        locations: &[Location],
+        reader: &str,
+    ) -> Result<Vec<Location>> {
         self.check("remove_locations", None)?;
-        self.inner.remove_locations(locations).await
+        self.inner.remove_locations(locations, reader).await
     }
     async fn put_pack(&self, pack: &PackRecord) -> Result<()> {
         self.check("put_pack", None)?;

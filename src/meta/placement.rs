@@ -115,10 +115,13 @@ pub trait PlacementStore: Send + Sync + 'static {
     async fn add_locations(&self, locations: &[Location]) -> Result<()>;
 
     /// Remove copies (matched by identity: chunk, tier, node, pack), except those whose
-    /// removal would leave a chunk with references and no other healthy copy. Returns
-    /// the copies actually removed, as they were; only their bytes may be deleted, and
-    /// only after this returns. Copies that do not exist are ignored.
-    async fn remove_locations(&self, locations: &[Location]) -> Result<Vec<Location>>;
+    /// removal would leave a chunk with references and no other healthy copy that
+    /// `reader` (the node asking) can read: a shared (warm or cold) copy or `reader`'s
+    /// own hot copy; other nodes' hot tiers are their local caches and do not count.
+    /// Returns the copies actually removed, as they were; only their bytes may be
+    /// deleted, and only after this returns. Copies that do not exist are ignored.
+    async fn remove_locations(&self, locations: &[Location], reader: &str)
+        -> Result<Vec<Location>>;
 
     /// Insert or replace a pack record.
     async fn put_pack(&self, pack: &PackRecord) -> Result<()>;
@@ -137,12 +140,16 @@ pub trait PlacementStore: Send + Sync + 'static {
 }
 
 /// Which of `to_remove` may go: for each chunk, removals are refused while they would
-/// leave no healthy copy and the chunk is referenced. `current` holds every copy of the
-/// chunks involved; `referenced(chunk)` says whether its reference count is above zero.
-/// Shared by the implementations, which call it with the chunks locked.
+/// leave no healthy copy readable by `reader` and the chunk is referenced. Readable
+/// means shared (warm or cold) or in `reader`'s own hot tier: another node's hot copy
+/// is that node's local cache, which `reader` cannot read and which that node may drop
+/// at any time. `current` holds every copy of the chunks involved;
+/// `referenced(chunk)` says whether its reference count is above zero. Shared by the
+/// implementations, which call it with the chunks locked.
 pub fn allowed_removals(
     to_remove: &[Location],
     current: &[Location],
+    reader: &str,
     referenced: impl Fn(&crate::id::ChunkId) -> bool,
 ) -> Vec<Location> {
     use std::collections::HashMap;
@@ -153,7 +160,8 @@ pub fn allowed_removals(
     let mut healthy_left: HashMap<crate::id::ChunkId, usize> = HashMap::new();
     for c in current {
         let removed = existing.iter().any(|r| r.same_copy(c));
-        if c.health == crate::model::Health::Ok && !removed {
+        let readable = c.tier != Tier::Hot || c.node == reader;
+        if c.health == crate::model::Health::Ok && readable && !removed {
             *healthy_left.entry(c.chunk).or_default() += 1;
         }
     }
@@ -201,20 +209,43 @@ mod tests {
         let bad = loc(c, Tier::Cold, "", "cold/p", Health::Corrupt);
         let all = vec![hot.clone(), warm.clone(), bad.clone()];
         assert_eq!(
-            allowed_removals(std::slice::from_ref(&hot), &all, |_| true),
+            allowed_removals(std::slice::from_ref(&hot), &all, "n", |_| true),
             vec![hot.clone()]
         );
-        assert!(allowed_removals(&[hot.clone(), warm.clone()], &all, |_| true).is_empty());
+        assert!(allowed_removals(&[hot.clone(), warm.clone()], &all, "n", |_| true).is_empty());
         assert_eq!(
-            allowed_removals(&[hot.clone(), warm.clone()], &all, |_| false).len(),
+            allowed_removals(&[hot.clone(), warm.clone()], &all, "n", |_| false).len(),
             2
         );
         assert_eq!(
-            allowed_removals(std::slice::from_ref(&bad), &all, |_| true),
+            allowed_removals(std::slice::from_ref(&bad), &all, "n", |_| true),
             vec![bad]
         );
         let missing = loc(c, Tier::Warm, "", "warm/none", Health::Ok);
-        assert!(allowed_removals(&[missing], &all, |_| true).is_empty());
+        assert!(allowed_removals(&[missing], &all, "n", |_| true).is_empty());
+    }
+
+    #[test]
+    fn other_nodes_hot_copies_do_not_keep_a_chunk_readable() {
+        let c = ChunkId::of(b"c");
+        let mine = loc(c, Tier::Hot, "a", "", Health::Ok);
+        let theirs = loc(c, Tier::Hot, "b", "", Health::Ok);
+        let warm = loc(c, Tier::Warm, "", "warm/p", Health::Ok);
+        let all = vec![mine.clone(), theirs.clone(), warm.clone()];
+        // Node a drops the warm copy: its own hot copy still serves it.
+        assert_eq!(
+            allowed_removals(std::slice::from_ref(&warm), &all, "a", |_| true),
+            vec![warm.clone()]
+        );
+        // Node c asks the same: only b's local cache would be left, so it is refused.
+        assert!(allowed_removals(std::slice::from_ref(&warm), &all, "c", |_| true).is_empty());
+        // Node a drops its hot copy and the warm one together: b's cache does not count.
+        assert!(allowed_removals(&[mine.clone(), warm.clone()], &all, "a", |_| true).is_empty());
+        // An unreferenced chunk may lose every copy.
+        assert_eq!(
+            allowed_removals(&[mine, warm], &all, "a", |_| false).len(),
+            2
+        );
     }
 
     #[test]

@@ -215,6 +215,11 @@ impl Store {
         if chunks.is_empty() {
             return Ok(());
         }
+        // `replicated` durability promises a copy every node can read: a move to this
+        // node's hot tier adds a hot copy and keeps the shared one.
+        if to == Tier::Hot && self.inner.settings.durability.mode == Durability::Replicated {
+            return Ok(());
+        }
         let node = &self.inner.node;
         let victims: Vec<Location> = self
             .inner
@@ -225,7 +230,7 @@ impl Store {
             .flatten()
             .filter(|l| l.tier != to && (l.tier != Tier::Hot || l.node == *node))
             .collect();
-        let removed = self.inner.meta.remove_locations(&victims).await?;
+        let removed = self.inner.meta.remove_locations(&victims, node).await?;
         report.copies_removed += removed.len() as u64;
         report.copies_kept += (victims.len() - removed.len()) as u64;
         let hot: Vec<ChunkId> = removed

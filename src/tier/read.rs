@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 
 use super::{pack_name, parse_pack_name, Tiers};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::id::ChunkId;
 use crate::model::{Location, Tier};
 use crate::object::ByteChunks;
@@ -209,6 +209,20 @@ impl Tiers {
     }
 }
 
+/// The size of the pack object when a ranged GET was refused as out of range
+/// (`InvalidInput` from the object store) because the object is shorter than the
+/// span its copies were recorded at: the pack was truncated. Decided by the
+/// object's size from a HEAD, not by the error's text; `None` for any other error.
+async fn truncated_at(tiers: &Tiers, tier: Tier, pack: &str, end: u64, e: &Error) -> Option<u64> {
+    if e.kind() != ErrorKind::InvalidInput {
+        return None;
+    }
+    let t = tiers.get(tier).ok()?;
+    let (kind, id) = parse_pack_name(pack).ok()?;
+    let meta = t.store().head(&pack_name(kind, &id)).await.ok()?;
+    (meta.size < end).then_some(meta.size)
+}
+
 fn end_of(r: &ChunkRead) -> u64 {
     r.location.offset + r.location.length
 }
@@ -246,7 +260,12 @@ impl JobState {
                 match body {
                     Ok(b) => self.body = Some(b),
                     Err(e) => {
-                        self.fail_pending(&e);
+                        let (tier, pack, end) =
+                            (self.job.tier, self.job.pack.clone(), self.job.range.end);
+                        match truncated_at(tiers, tier, &pack, end, &e).await {
+                            Some(size) => self.cut_at(size, reads, &e),
+                            None => self.fail_pending(&e),
+                        }
                         continue;
                     }
                 }
@@ -266,6 +285,29 @@ impl JobState {
                     self.fail_pending(&e);
                 }
             }
+        }
+    }
+
+    /// A truncated pack damages the copies past its end: they fail `Corrupt` (the read
+    /// path marks them and scrub repairs them), not `InvalidInput`. The members before
+    /// the cut are read again by a GET that stops at the last of them.
+    fn cut_at(&mut self, size: u64, reads: &[ChunkRead], e: &Error) {
+        let cut = Error::corrupt(format!(
+            "the object is {size} bytes, shorter than the copies recorded in it (up to byte \
+             {}): truncated ({e})",
+            self.job.range.end
+        ));
+        let (past, before): (Vec<usize>, Vec<usize>) = self
+            .pending
+            .iter()
+            .partition(|&&i| end_of(&reads[i]) > size);
+        for i in past {
+            self.ready
+                .push_back((i, Err(copy_err(&cut, &self.job.pack))));
+        }
+        self.pending = before;
+        if let Some(end) = self.pending.iter().map(|&i| end_of(&reads[i])).max() {
+            self.job.range.end = end;
         }
     }
 

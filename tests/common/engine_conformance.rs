@@ -692,8 +692,13 @@ pub async fn engine_hot_bytes_track_every_change(s: Arc<dyn MetaStore>, _l: Laps
         .await
         .expect("new length");
     assert_hot(s, NODE, 400, 4).await;
+    // OTHER's hot copy of chunk 3 is its local cache and keeps nothing readable for
+    // NODE: the removal needs a shared copy.
+    s.add_locations(&[warm(chunk(3), "warm/p9", 0, 50)])
+        .await
+        .expect("warm copy");
     let removed = s
-        .remove_locations(&[hot_on(3, NODE, 60)])
+        .remove_locations(&[hot_on(3, NODE, 60)], NODE)
         .await
         .expect("remove");
     assert_eq!(removed.len(), 1);
@@ -946,7 +951,7 @@ pub async fn engine_pack_locations_by_offset(s: Arc<dyn MetaStore>, _l: Lapse) {
     s.add_locations(&[warm(chunk(1), "warm/p1", 200, 10)])
         .await
         .expect("move");
-    s.remove_locations(&[warm(chunk(2), "warm/p1", 50, 20)])
+    s.remove_locations(&[warm(chunk(2), "warm/p1", 50, 20)], NODE)
         .await
         .expect("remove");
     s.record_verification(&[VerifyRecord {

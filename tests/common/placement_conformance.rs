@@ -18,7 +18,7 @@ use strata::model::{Health, Location, Tier};
 use strata::object::StorageClass;
 use strata::ErrorKind;
 
-use crate::meta_conformance::{blob_id, chunk, commit_of, commit_ok, warm, NODE, T0};
+use crate::meta_conformance::{blob_id, chunk, commit_of, commit_ok, warm, NODE, OTHER, T0};
 
 /// Generates one `#[tokio::test]` per placement check, each on a store from `$make`.
 #[macro_export]
@@ -30,6 +30,7 @@ macro_rules! placement_conformance_tests {
             placement_remove_refuses_last_healthy_copy,
             placement_remove_does_not_count_corrupt_copies,
             placement_remove_allows_unreferenced_chunks,
+            placement_remove_ignores_other_nodes_hot_copies,
             placement_concurrent_removals_keep_a_copy,
             placement_packs_round_trip,
             placement_restore_cas_has_one_winner,
@@ -106,7 +107,7 @@ pub async fn placement_add_for_unknown_chunk_writes_nothing(s: Arc<dyn MetaStore
 pub async fn placement_remove_refuses_last_healthy_copy(s: Arc<dyn MetaStore>) {
     commit_ok(&*s, &commit_of("a", &[(chunk(1), 10)], NODE, true)).await;
     assert!(s
-        .remove_locations(&[hot(1)])
+        .remove_locations(&[hot(1)], NODE)
         .await
         .expect("remove")
         .is_empty());
@@ -114,11 +115,11 @@ pub async fn placement_remove_refuses_last_healthy_copy(s: Arc<dyn MetaStore>) {
     s.add_locations(&[warm(chunk(1), "warm/p1", 0, 7)])
         .await
         .expect("add");
-    let removed = s.remove_locations(&[hot(1)]).await.expect("remove");
+    let removed = s.remove_locations(&[hot(1)], NODE).await.expect("remove");
     assert_eq!(removed.len(), 1);
     assert_eq!(removed[0].tier, Tier::Hot);
     assert!(s
-        .remove_locations(&[warm(chunk(1), "warm/p1", 0, 7)])
+        .remove_locations(&[warm(chunk(1), "warm/p1", 0, 7)], NODE)
         .await
         .expect("remove")
         .is_empty());
@@ -128,7 +129,7 @@ pub async fn placement_remove_refuses_last_healthy_copy(s: Arc<dyn MetaStore>) {
     );
     // Removing a copy that does not exist is ignored.
     assert!(s
-        .remove_locations(&[hot(1)])
+        .remove_locations(&[hot(1)], NODE)
         .await
         .expect("remove")
         .is_empty());
@@ -141,12 +142,12 @@ pub async fn placement_remove_does_not_count_corrupt_copies(s: Arc<dyn MetaStore
         .await
         .expect("add");
     assert!(s
-        .remove_locations(&[hot(1)])
+        .remove_locations(&[hot(1)], NODE)
         .await
         .expect("remove")
         .is_empty());
     assert_eq!(
-        s.remove_locations(&[bad])
+        s.remove_locations(&[bad], NODE)
             .await
             .expect("remove corrupt")
             .len(),
@@ -159,10 +160,61 @@ pub async fn placement_remove_allows_unreferenced_chunks(s: Arc<dyn MetaStore>) 
     commit_ok(&*s, &commit_of("a", &[(chunk(1), 10)], NODE, true)).await;
     s.delete_blob(&blob_id("a"), T0).await.expect("delete");
     assert_eq!(
-        s.remove_locations(&[hot(1)]).await.expect("remove").len(),
+        s.remove_locations(&[hot(1)], NODE)
+            .await
+            .expect("remove")
+            .len(),
         1
     );
     assert!(copies(&*s, 1).await.is_empty());
+}
+
+/// Another node's hot copy is that node's local cache: it keeps nothing readable for
+/// the node removing a copy (through `remove_locations` and `commit_placement` alike).
+pub async fn placement_remove_ignores_other_nodes_hot_copies(s: Arc<dyn MetaStore>) {
+    commit_ok(&*s, &commit_of("a", &[(chunk(1), 10)], NODE, true)).await;
+    let w = warm(chunk(1), "warm/p1", 0, 7);
+    s.add_locations(std::slice::from_ref(&w))
+        .await
+        .expect("add");
+    assert!(
+        s.remove_locations(std::slice::from_ref(&w), OTHER)
+            .await
+            .expect("remove")
+            .is_empty(),
+        "only NODE's hot copy would be left, which OTHER cannot read"
+    );
+    let change = strata::meta::PlacementChange {
+        remove: vec![w.clone()],
+        node: OTHER.to_string(),
+        ..Default::default()
+    };
+    assert!(s
+        .commit_placement(None, &change)
+        .await
+        .expect("commit")
+        .is_empty());
+    let strict = strata::meta::PlacementChange {
+        remove: vec![w.clone()],
+        ..Default::default()
+    };
+    assert!(
+        s.commit_placement(None, &strict)
+            .await
+            .expect("commit")
+            .is_empty(),
+        "without a node only shared copies count"
+    );
+    assert_eq!(copies(&*s, 1).await.len(), 2, "both copies kept");
+    // NODE itself may drop the warm copy: its own hot copy still serves it.
+    assert_eq!(
+        s.remove_locations(std::slice::from_ref(&w), NODE)
+            .await
+            .expect("remove")
+            .len(),
+        1
+    );
+    assert_eq!(copies(&*s, 1).await.len(), 1);
 }
 
 pub async fn placement_concurrent_removals_keep_a_copy(s: Arc<dyn MetaStore>) {
@@ -178,8 +230,8 @@ pub async fn placement_concurrent_removals_keep_a_copy(s: Arc<dyn MetaStore>) {
             .await
             .expect("add");
         let (a, b) = (s.clone(), s.clone());
-        let h = tokio::spawn(async move { a.remove_locations(&[hot(c)]).await });
-        let w2 = tokio::spawn(async move { b.remove_locations(&[w]).await });
+        let h = tokio::spawn(async move { a.remove_locations(&[hot(c)], NODE).await });
+        let w2 = tokio::spawn(async move { b.remove_locations(&[w], NODE).await });
         let removed = h.await.expect("join").expect("remove").len()
             + w2.await.expect("join").expect("remove").len();
         assert_eq!(removed, 1, "exactly one of the two removals wins");

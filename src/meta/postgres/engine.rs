@@ -81,7 +81,7 @@ impl PostgresMeta {
             self.put_pack_in(&txn, p).await?;
         }
         self.add_in(&txn, &change.add).await?;
-        let removed = self.remove_in(&txn, &change.remove).await?;
+        let removed = self.remove_in(&txn, &change.remove, &change.node).await?;
 
         let mut hot: Vec<(&str, &[u8])> = change
             .add

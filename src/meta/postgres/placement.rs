@@ -127,10 +127,10 @@ impl PostgresMeta {
         Ok(())
     }
 
-    async fn remove_once(&self, locations: &[Location]) -> Result<Vec<Location>> {
+    async fn remove_once(&self, locations: &[Location], reader: &str) -> Result<Vec<Location>> {
         let mut client = self.client().await?;
         let txn = client.transaction().await.map_err(self.err("begin"))?;
-        let removed = self.remove_in(&txn, locations).await?;
+        let removed = self.remove_in(&txn, locations, reader).await?;
         txn.commit().await.map_err(self.err("commit"))?;
         Ok(removed)
     }
@@ -141,6 +141,7 @@ impl PostgresMeta {
         &self,
         txn: &Transaction<'_>,
         locations: &[Location],
+        reader: &str,
     ) -> Result<Vec<Location>> {
         if locations.is_empty() {
             return Ok(Vec::new());
@@ -173,7 +174,7 @@ impl PostgresMeta {
                 .binary_search_by_key(c, |p| p.0)
                 .is_ok_and(|i| present[i].1 > 0)
         };
-        let removed = allowed_removals(locations, &current, referenced);
+        let removed = allowed_removals(locations, &current, reader, referenced);
         if !removed.is_empty() {
             let keys = LocationKeys::of(removed.iter());
             let st = txn
@@ -277,11 +278,15 @@ impl PlacementStore for PostgresMeta {
             .await
     }
 
-    async fn remove_locations(&self, locations: &[Location]) -> Result<Vec<Location>> {
+    async fn remove_locations(
+        &self,
+        locations: &[Location],
+        reader: &str,
+    ) -> Result<Vec<Location>> {
         if locations.is_empty() {
             return Ok(Vec::new());
         }
-        self.retrying("remove copies", || self.remove_once(locations))
+        self.retrying("remove copies", || self.remove_once(locations, reader))
             .await
     }
 
