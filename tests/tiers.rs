@@ -314,6 +314,53 @@ async fn corrupt_or_deleted_pack_never_returns_wrong_bytes() {
     }
 }
 
+/// Pack GC: blobs moved to warm and then deleted leave packs no copy names; gc (no grace
+/// period) deletes their objects, keeps the packs of the surviving blob, and every
+/// surviving blob reads back. Within the grace period nothing is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_deletes_pack_objects_no_copy_names() {
+    let env = open_env(|s| {
+        s.tiers.promote = false;
+        s.gc.grace_secs = 3600;
+    })
+    .await;
+    let warm_dir = env.dir.path().join("warm");
+    let mut blobs = Vec::new();
+    for seed in 0..4u64 {
+        let data = random_bytes(300_000, 100 + seed);
+        let id = env.store.put(data.clone()).await.expect("put").id;
+        env.store.move_blob(&id, Tier::Warm).await.expect("move");
+        let packs = packs_of(&env.store, &id, Tier::Warm).await;
+        assert!(!packs.is_empty());
+        blobs.push((id, data, packs));
+    }
+    for (id, _, _) in &blobs[1..] {
+        env.store.delete(id).await.expect("delete");
+    }
+    let exists = |p: &str| pack_path(&warm_dir, p).exists();
+    // Within the grace period: nothing goes.
+    let report = env.store.gc().await.expect("gc");
+    assert_eq!(report.packs_deleted, 0, "{report:?}");
+    assert!(blobs.iter().all(|(_, _, ps)| ps.iter().all(|p| exists(p))));
+    env.clock.advance(3_600_001);
+    let report = env.store.gc().await.expect("gc");
+    let dead: Vec<&String> = blobs[1..].iter().flat_map(|b| &b.2).collect();
+    assert_eq!(report.packs_deleted, dead.len() as u64, "{report:?}");
+    assert!(report.warm_bytes_reclaimed > 0, "{report:?}");
+    for p in dead {
+        assert!(!exists(p), "pack {p} of a deleted blob is gone");
+        assert_eq!(env.store.meta().pack(p).await.expect("pack"), None);
+    }
+    let (id, data, packs) = &blobs[0];
+    assert!(
+        packs.iter().all(|p| exists(p)),
+        "the surviving blob's packs stay"
+    );
+    assert!(env.store.get(id).await.expect("get") == *data);
+    // Nothing left to do: a second run deletes nothing.
+    assert_eq!(env.store.gc().await.expect("gc").packs_deleted, 0);
+}
+
 /// A pack cut short (a torn upload, a damaged disk) damages the copies past its end:
 /// a read of them is `Corrupt` and marks them, not `InvalidInput`; copies before the
 /// cut still read.
@@ -644,7 +691,7 @@ async fn request_counts_for_1_gib() {
 /// only in warm or cold. Those keep their records (no pack GC yet), so the same page came
 /// back on every round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gc_terminates_when_dead_chunks_live_only_in_warm() {
+async fn gc_removes_dead_chunks_that_live_only_in_warm() {
     let env = open_env(|s| {
         s.chunking = ChunkerParams {
             min: 64,
@@ -663,10 +710,19 @@ async fn gc_terminates_when_dead_chunks_live_only_in_warm() {
         .await
         .expect("gc returned")
         .unwrap();
-    // No hot copy was left to remove; the warm copies and their records stay.
+    // No hot copy was left to remove; the warm copies go, and their packs with them
+    // (more than a page of the queue: every page is collected).
     assert_eq!(report.chunks_removed, 0);
-    // Those stuck chunks fill more than a page at the head of the queue; a blob deleted
-    // after them is still collected.
+    assert!(report.packs_deleted >= 1, "{report:?}");
+    assert_eq!(report.unreferenced_kept, 0, "{report:?}");
+    let queued = env
+        .store
+        .meta()
+        .gc_candidates(u64::MAX, None, 10)
+        .await
+        .unwrap();
+    assert!(queued.is_empty(), "still queued: {queued:?}");
+    // A blob deleted after them is collected too.
     let later = env.store.put(random_bytes(64 << 10, 92)).await.unwrap();
     env.store.delete(&later.id).await.unwrap();
     let report = env.store.gc().await.unwrap();

@@ -147,10 +147,11 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
                     report.hot_bytes_reclaimed
                 )?;
                 say!(
-                    "{} unreferenced chunks keep their warm/cold copies (no pack GC yet): {} bytes reclaimed in warm, {} in cold",
-                    report.unreferenced_kept,
+                    "deleted {} pack objects no copy names: {} bytes reclaimed in warm, {} in cold; {} unreferenced chunks keep copies in other nodes' hot tiers",
+                    report.packs_deleted,
                     report.warm_bytes_reclaimed,
-                    report.cold_bytes_reclaimed
+                    report.cold_bytes_reclaimed,
+                    report.unreferenced_kept
                 )?;
             }
             Ok(ExitCode::SUCCESS)

@@ -24,6 +24,8 @@ use crate::settings::HotSettings;
 mod engine;
 #[path = "embedded_index.rs"]
 mod index;
+#[path = "embedded_packs.rs"]
+mod packs;
 #[path = "embedded_placement.rs"]
 mod placement;
 
@@ -588,12 +590,15 @@ impl MetaStore for EmbeddedMeta {
                     continue;
                 }
                 let all = inner.locations(&id)?;
-                let (mine, others): (Vec<_>, Vec<_>) =
-                    all.into_iter().partition(|l| l.is_hot_on(&node));
-                for l in &mine {
+                // Shared copies go too: any node may remove them. Other nodes' hot
+                // copies are theirs to collect.
+                let (gone, others): (Vec<_>, Vec<_>) = all
+                    .into_iter()
+                    .partition(|l| l.is_hot_on(&node) || l.tier != Tier::Hot);
+                for l in &gone {
                     tx.delete_location(l)?;
                 }
-                if !mine.is_empty() {
+                if gone.iter().any(|l| l.is_hot_on(&node)) {
                     removed.push(id);
                 }
                 if others.is_empty() {

@@ -119,7 +119,7 @@ impl Inner {
     }
 
     /// Every pack record, by name, after `after`, while `keep` wants more.
-    fn scan_packs(
+    pub(super) fn scan_packs(
         &self,
         after: Option<&str>,
         mut keep: impl FnMut(PackRecord) -> Result<bool>,
@@ -442,6 +442,31 @@ impl EngineStore for EmbeddedMeta {
             Ok(out)
         })
         .await
+    }
+
+    async fn dead_packs(
+        &self,
+        created_before_ms: u64,
+        now_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PackRecord>> {
+        let after = after.map(str::to_string);
+        self.blocking(move |inner| {
+            inner.dead_packs(created_before_ms, now_ms, after.as_deref(), limit)
+        })
+        .await
+    }
+
+    async fn delete_dead_pack(
+        &self,
+        name: &str,
+        created_before_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool> {
+        let name = name.to_string();
+        self.blocking(move |inner| inner.delete_dead_pack(&name, created_before_ms, now_ms))
+            .await
     }
 
     async fn restore_requests(&self, after: Option<&str>, limit: usize) -> Result<Vec<PackRecord>> {

@@ -245,6 +245,28 @@ pub trait EngineStore: Send + Sync + 'static {
     /// locations.
     async fn pack_locations(&self, name: &str) -> Result<Vec<Location>>;
 
+    /// Packs pack GC may delete: no copy names them, created at or before
+    /// `created_before_ms` (the grace period: a writer records a pack and its copies in
+    /// one commit, or records the pack first and its copies right after), and past their
+    /// `min_keep_until_ms` at `now_ms`. By name after `after`, at most `limit`.
+    async fn dead_packs(
+        &self,
+        created_before_ms: u64,
+        now_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PackRecord>>;
+
+    /// Delete pack record `name` if it is still dead by [`Self::dead_packs`]'s rule, in
+    /// one atomic step; returns whether it was deleted. Its object may be deleted only
+    /// after this returns `true`.
+    async fn delete_dead_pack(
+        &self,
+        name: &str,
+        created_before_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool>;
+
     /// Packs whose restore state is `Requested`, by pack name after `after`, at most
     /// `limit`.
     async fn restore_requests(&self, after: Option<&str>, limit: usize) -> Result<Vec<PackRecord>>;

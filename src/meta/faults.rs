@@ -253,6 +253,29 @@ impl EngineStore for FaultyMeta {
         self.check("pack_locations", None)?;
         self.inner.pack_locations(name).await
     }
+    async fn dead_packs(
+        &self,
+        created_before_ms: u64,
+        now_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PackRecord>> {
+        self.check("dead_packs", None)?;
+        self.inner
+            .dead_packs(created_before_ms, now_ms, after, limit)
+            .await
+    }
+    async fn delete_dead_pack(
+        &self,
+        name: &str,
+        created_before_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool> {
+        self.check("delete_dead_pack", None)?;
+        self.inner
+            .delete_dead_pack(name, created_before_ms, now_ms)
+            .await
+    }
     async fn restore_requests(&self, after: Option<&str>, limit: usize) -> Result<Vec<PackRecord>> {
         self.check("restore_requests", None)?;
         self.inner.restore_requests(after, limit).await

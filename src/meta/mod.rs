@@ -101,9 +101,12 @@ pub trait MetaStore: PlacementStore + EngineStore + Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<GcCandidate>>;
 
-    /// For each chunk still at zero references, remove its hot copy on `node` (and the
-    /// chunk record once no copies remain). Returns the chunks whose hot copy on `node`
-    /// was removed: only those may have their bytes deleted, and only after this returns.
+    /// For each chunk still at zero references, remove its hot copy on `node` and its
+    /// shared (warm, cold) copies (and the chunk record once no copies remain: other
+    /// nodes' hot copies are theirs to collect). Returns the chunks whose hot copy on
+    /// `node` was removed: only those may have their bytes deleted, and only after this
+    /// returns. Shared copies removed lower their packs' copy counts, and pack GC
+    /// deletes a pack no copy names ([`EngineStore::dead_packs`]).
     async fn gc_remove(&self, ids: &[ChunkId], node: &str) -> Result<Vec<ChunkId>>;
 
     /// Claim up to `limit` locations for background work (see [`ClaimRequest`]).

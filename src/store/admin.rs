@@ -64,12 +64,15 @@ pub struct GcReport {
     /// space this run actually gave back.
     pub hot_bytes_reclaimed: u64,
     /// Unreferenced chunks past the grace period that keep their records because
-    /// copies remain in warm or cold (or in another node's hot tier): nothing removes
-    /// pack contents yet, so no warm or cold bytes are reclaimed.
+    /// copies remain in another node's hot tier (that node's gc collects them). Their
+    /// warm and cold copies are removed here.
     pub unreferenced_kept: u64,
-    /// Bytes given back in the warm tier: always 0 until packs are garbage-collected.
+    /// Pack objects deleted because no copy names them any more (past the grace
+    /// period and their storage class's minimum storage duration).
+    pub packs_deleted: u64,
+    /// Bytes of the warm pack objects deleted.
     pub warm_bytes_reclaimed: u64,
-    /// Bytes given back in the cold tier: always 0 until packs are garbage-collected.
+    /// Bytes of the cold pack objects deleted.
     pub cold_bytes_reclaimed: u64,
 }
 
@@ -181,7 +184,7 @@ impl Store {
                 if let Some(l) = locs.iter().find(|l| l.is_hot_on(node)) {
                     mine.insert(*id, l.length);
                 }
-                if locs.iter().any(|l| !l.is_hot_on(node)) {
+                if locs.iter().any(|l| l.tier == Tier::Hot && l.node != *node) {
                     report.unreferenced_kept += 1;
                 }
             }
@@ -207,7 +210,40 @@ impl Store {
         }
         self.sweep_unconfirmed(&mut report).await?;
         report.hot_bytes_reclaimed = self.inner.hot.reclaim().await?;
+        self.collect_dead_packs(cutoff, &mut report).await?;
         Ok(report)
+    }
+
+    /// Delete the pack objects no copy names any more, created before `cutoff` (the
+    /// grace period: a writer may record a pack just before its copies) and past their
+    /// class's minimum storage duration. The record goes first, in one atomic step with
+    /// the check that the pack is still dead; the object after. A crash between leaves
+    /// an object no record names (an orphan, reclaimed by an orphan sweep), never a
+    /// record, or a copy, naming a deleted object.
+    async fn collect_dead_packs(&self, cutoff: u64, report: &mut GcReport) -> Result<()> {
+        let now = self.now_ms();
+        let meta = &self.inner.meta;
+        let mut after: Option<String> = None;
+        loop {
+            let page = meta.dead_packs(cutoff, now, after.as_deref(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for p in &page {
+                if !meta.delete_dead_pack(&p.id, cutoff, now).await? {
+                    continue; // a copy was recorded in it meanwhile
+                }
+                self.inner.tiers.get(p.tier)?.store().delete(&p.id).await?;
+                report.packs_deleted += 1;
+                match p.tier {
+                    Tier::Cold => report.cold_bytes_reclaimed += p.size,
+                    _ => report.warm_bytes_reclaimed += p.size,
+                }
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Delete hot chunks whose writes were never confirmed as recorded (DESIGN §3: a

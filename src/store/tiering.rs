@@ -194,8 +194,15 @@ impl Store {
         let builder = std::mem::replace(&mut p.builder, tier.builder());
         let members = std::mem::take(&mut p.members);
         let written = tier.upload(builder.finish()?, self.now_ms()).await?;
-        self.inner.meta.put_pack(&written.record).await?;
-        self.inner.meta.add_locations(&written.locations).await?;
+        // The pack and its copies in one commit: pack GC never sees the pack without
+        // the copies that keep it.
+        let change = crate::meta::PlacementChange {
+            packs: vec![written.record],
+            add: written.locations,
+            node: self.inner.node.clone(),
+            ..Default::default()
+        };
+        self.inner.meta.commit_placement(None, &change).await?;
         report.packs_written += 1;
         report.written += members.len() as u64;
         report.bytes_written += members.iter().map(|m| m.1).sum::<u64>();

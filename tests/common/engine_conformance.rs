@@ -76,6 +76,7 @@ macro_rules! engine_conformance_tests {
             engine_pins_count_distinct_chunks_per_blob,
             engine_archive_candidates_follow_pack_reads,
             engine_pack_locations_by_offset,
+            engine_dead_packs_wait_for_grace_and_min_keep,
             engine_restore_requests_page_by_name,
             engine_usage_sums_tiers_and_nodes,
             engine_passes_keep_the_last_per_worker,
@@ -113,6 +114,81 @@ fn warm_pack(name: &str, class: &str, created_ms: u64, size: u64) -> PackRecord 
         class: class.to_string(),
         min_keep_until_ms: None,
     }
+}
+
+/// Pack GC's view: a pack is dead once no copy names it, and only past the grace cutoff
+/// and its minimum storage duration; the delete re-checks in one atomic step.
+pub async fn engine_dead_packs_wait_for_grace_and_min_keep(s: Arc<dyn MetaStore>, _l: Lapse) {
+    let s = &*s;
+    commit_ok(
+        s,
+        &commit_of("a", &[(chunk(1), 10), (chunk(2), 10)], NODE, true),
+    )
+    .await;
+    let mut kept = warm_pack("warm/p2", "", T0, 20);
+    kept.min_keep_until_ms = Some(T0 + 1000);
+    let change = PlacementChange {
+        packs: vec![warm_pack("warm/p1", "", T0, 10), kept],
+        add: vec![
+            warm(chunk(1), "warm/p1", 0, 10),
+            warm(chunk(2), "warm/p2", 0, 10),
+        ],
+        node: NODE.to_string(),
+        ..Default::default()
+    };
+    s.commit_placement(None, &change).await.expect("commit");
+    let names = |v: Vec<PackRecord>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    let dead = |before: u64, now: u64| async move {
+        names(
+            s.dead_packs(before, now, None, 10)
+                .await
+                .expect("dead packs"),
+        )
+    };
+    assert!(
+        dead(T0, T0 + 5000).await.is_empty(),
+        "both packs hold copies"
+    );
+    assert!(!s.delete_dead_pack("warm/p1", T0, T0).await.expect("delete"));
+    // Their hot copies remain: the warm copies may go.
+    let removed = s
+        .remove_locations(
+            &[
+                warm(chunk(1), "warm/p1", 0, 10),
+                warm(chunk(2), "warm/p2", 0, 10),
+            ],
+            NODE,
+        )
+        .await
+        .expect("remove");
+    assert_eq!(removed.len(), 2);
+    assert!(dead(T0 - 1, T0).await.is_empty(), "within the grace period");
+    assert_eq!(
+        dead(T0, T0).await,
+        vec!["warm/p1".to_string()],
+        "p2 is kept"
+    );
+    assert_eq!(
+        dead(T0, T0 + 1000).await,
+        vec!["warm/p1".to_string(), "warm/p2".to_string()]
+    );
+    assert_eq!(
+        names(
+            s.dead_packs(T0, T0 + 1000, Some("warm/p1"), 10)
+                .await
+                .expect("page")
+        ),
+        vec!["warm/p2".to_string()]
+    );
+    assert!(!s.delete_dead_pack("warm/p2", T0, T0).await.expect("delete"));
+    assert!(!s
+        .delete_dead_pack("warm/p1", T0 - 1, T0)
+        .await
+        .expect("delete"));
+    assert!(s.delete_dead_pack("warm/p1", T0, T0).await.expect("delete"));
+    assert!(!s.delete_dead_pack("warm/p1", T0, T0).await.expect("again"));
+    assert_eq!(s.pack("warm/p1").await.expect("pack"), None);
+    assert!(s.pack("warm/p2").await.expect("pack").is_some());
 }
 
 fn cold_pack(name: &str, restore: PackRestore, size: u64) -> PackRecord {

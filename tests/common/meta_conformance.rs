@@ -56,6 +56,7 @@ macro_rules! meta_conformance_tests {
             gc_remove_removes_hot_copy_and_record,
             gc_remove_skips_referenced_and_revived_chunks,
             gc_remove_keeps_record_while_copies_remain,
+            gc_remove_takes_shared_copies_with_the_record,
             manifest_range_edges,
             locations_many_covers_every_id,
             record_verification_updates_health,
@@ -644,16 +645,14 @@ pub async fn gc_candidates_respect_grace_and_limit(s: Arc<dyn MetaStore>) {
 
 /// Pages of GC candidates follow the queue order `(zero_since_ms, chunk)`; a cursor
 /// resumes after the last candidate given, so candidates that stay queued (copies left
-/// only in warm) do not hide the ones behind them.
+/// only in another node's hot tier) do not hide the ones behind them.
 pub async fn gc_candidates_page_with_a_cursor(s: Arc<dyn MetaStore>) {
     let s = &*s;
     let early: Vec<ChunkId> = (1..=5).map(chunk).collect();
     let late: Vec<ChunkId> = (6..=8).map(chunk).collect();
     let parts = |ids: &[ChunkId]| ids.iter().map(|&c| (c, 10)).collect::<Vec<_>>();
-    let mut x = commit_of("x", &parts(&early), NODE, false);
-    // Only warm copies: gc_remove on NODE keeps these queued.
-    x.new_locations = early.iter().map(|&c| warm(c, "pack-1", 0, 10)).collect();
-    commit_ok(s, &x).await;
+    // Only copies in OTHER's hot tier: gc_remove on NODE keeps these queued.
+    commit_ok(s, &commit_of("x", &parts(&early), OTHER, true)).await;
     commit_ok(s, &commit_of("y", &parts(&late), NODE, true)).await;
     s.delete_blob(&blob_id("x"), T0 + 100).await.unwrap();
     s.delete_blob(&blob_id("y"), T0 + 200).await.unwrap();
@@ -754,24 +753,44 @@ pub async fn gc_remove_skips_referenced_and_revived_chunks(s: Arc<dyn MetaStore>
     assert_consistent(s).await;
 }
 
-/// A chunk at zero that still has a shared-tier copy keeps its record after its hot
-/// copy is removed.
+/// A chunk at zero loses this node's hot copy and its shared copies (any node may
+/// remove those), but keeps its record while another node's hot copy remains.
 pub async fn gc_remove_keeps_record_while_copies_remain(s: Arc<dyn MetaStore>) {
     let s = &*s;
     let a = chunk(1);
     let mut x = commit_of("x", &[(a, 10)], NODE, true);
     x.new_locations.push(warm(a, "pack-1", 64, 10));
     commit_ok(s, &x).await;
+    let theirs = Location::hot(a, OTHER, 10, T0);
+    s.add_locations(std::slice::from_ref(&theirs))
+        .await
+        .unwrap();
     s.delete_blob(&x.blob.id, T0).await.unwrap();
     assert_eq!(s.gc_remove(&[a], NODE).await.unwrap(), vec![a]);
     let locs = s.locations(&a).await.unwrap();
-    assert_eq!(locs, vec![warm(a, "pack-1", 64, 10)]);
+    assert_eq!(locs, vec![theirs]);
     let rec = s
         .chunk(&a)
         .await
         .unwrap()
         .expect("record kept while a copy remains");
     assert_eq!(rec.refcount, 0);
+    assert_consistent(s).await;
+}
+
+/// A chunk at zero whose only copies are shared loses them and its record, though no
+/// hot copy of this node was removed (so no bytes of this node's are to delete).
+pub async fn gc_remove_takes_shared_copies_with_the_record(s: Arc<dyn MetaStore>) {
+    let s = &*s;
+    let a = chunk(1);
+    let mut x = commit_of("x", &[(a, 10)], NODE, false);
+    x.new_locations = vec![warm(a, "pack-1", 0, 10)];
+    commit_ok(s, &x).await;
+    s.delete_blob(&x.blob.id, T0).await.unwrap();
+    assert!(s.gc_remove(&[a], NODE).await.unwrap().is_empty());
+    assert!(s.locations(&a).await.unwrap().is_empty());
+    assert_eq!(s.chunk(&a).await.unwrap(), None);
+    assert!(gc_ids(s, u64::MAX, 10).await.is_empty());
     assert_consistent(s).await;
 }
 

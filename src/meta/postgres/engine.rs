@@ -309,6 +309,29 @@ impl EngineStore for PostgresMeta {
         self.pack_locations_impl(name).await
     }
 
+    async fn dead_packs(
+        &self,
+        created_before_ms: u64,
+        now_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PackRecord>> {
+        self.dead_packs_impl(created_before_ms, now_ms, after, limit)
+            .await
+    }
+
+    async fn delete_dead_pack(
+        &self,
+        name: &str,
+        created_before_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool> {
+        self.retrying("delete dead pack", || {
+            self.delete_dead_pack_impl(name, created_before_ms, now_ms)
+        })
+        .await
+    }
+
     async fn restore_requests(&self, after: Option<&str>, limit: usize) -> Result<Vec<PackRecord>> {
         self.restore_requests_impl(after, limit).await
     }

@@ -238,6 +238,61 @@ impl PostgresMeta {
         rows.iter().map(location_from_row).collect()
     }
 
+    /// See [`EngineStore::dead_packs`]: the copy count kept by the location triggers
+    /// says which packs no copy names.
+    pub(super) async fn dead_packs_impl(
+        &self,
+        created_before_ms: u64,
+        now_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PackRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (before, now) = (i64_of(created_before_ms, "cutoff")?, i64_of(now_ms, "now")?);
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {PACK_COLUMNS} FROM packs WHERE {DEAD_PACK} \
+             AND id COLLATE \"C\" > $3 ORDER BY id COLLATE \"C\" LIMIT $4"
+        );
+        let st = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(self.err("prepare"))?;
+        let rows = client
+            .query(
+                &st,
+                &[&before, &now, &after.unwrap_or(""), &limit_of(limit)],
+            )
+            .await
+            .map_err(self.err("list dead packs"))?;
+        rows.iter().map(pack_from_row).collect()
+    }
+
+    /// See [`EngineStore::delete_dead_pack`]. The row lock of the DELETE orders it with
+    /// the location triggers, which update the pack's copy count in the transaction
+    /// that adds a copy: a copy committed first keeps the pack.
+    pub(super) async fn delete_dead_pack_impl(
+        &self,
+        name: &str,
+        created_before_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool> {
+        let (before, now) = (i64_of(created_before_ms, "cutoff")?, i64_of(now_ms, "now")?);
+        let client = self.client().await?;
+        let sql = format!("DELETE FROM packs WHERE id = $3 AND {DEAD_PACK}");
+        let st = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(self.err("prepare"))?;
+        let n = client
+            .execute(&st, &[&before, &now, &name])
+            .await
+            .map_err(self.err("delete dead pack"))?;
+        Ok(n == 1)
+    }
+
     pub(super) async fn restore_requests_impl(
         &self,
         after: Option<&str>,
@@ -357,3 +412,7 @@ impl PostgresMeta {
             .collect()
     }
 }
+
+/// A pack no copy names, older than $1 (ms) and past its minimum storage duration at $2.
+const DEAD_PACK: &str = "chunks = 0 AND created_ms <= $1 \
+     AND (min_keep_until_ms IS NULL OR min_keep_until_ms <= $2)";

@@ -486,15 +486,15 @@ impl PostgresMeta {
         }
         let lock = txn
             .prepare_cached(
-                "SELECT 1 FROM locations WHERE chunk = ANY($1::bytea[]) AND tier = 'hot' \
-                 AND node = $2 ORDER BY chunk FOR UPDATE",
+                "SELECT 1 FROM locations WHERE chunk = ANY($1::bytea[]) \
+                 AND (tier <> 'hot' OR node = $2) ORDER BY chunk, tier, node, pack FOR UPDATE",
             )
             .await
             .map_err(self.err("prepare"))?;
         let remove = txn
             .prepare_cached(
-                "DELETE FROM locations WHERE chunk = ANY($1::bytea[]) AND tier = 'hot' \
-                 AND node = $2 RETURNING chunk",
+                "DELETE FROM locations WHERE chunk = ANY($1::bytea[]) \
+                 AND (tier <> 'hot' OR node = $2) RETURNING chunk, tier",
             )
             .await
             .map_err(self.err("prepare"))?;
@@ -509,13 +509,16 @@ impl PostgresMeta {
         for batch in zero.chunks(BATCH) {
             txn.query(&lock, &[&batch, &node])
                 .await
-                .map_err(self.err("lock hot copies"))?;
+                .map_err(self.err("lock copies"))?;
             let rows = txn
                 .query(&remove, &[&batch, &node])
                 .await
-                .map_err(self.err("remove hot copies"))?;
+                .map_err(self.err("remove copies"))?;
             for row in &rows {
-                removed.push(col_chunk_id(row, 0)?);
+                let tier: &str = col(row, 1)?;
+                if tier == "hot" {
+                    removed.push(col_chunk_id(row, 0)?);
+                }
             }
             txn.execute(&forget, &[&batch])
                 .await
