@@ -128,6 +128,79 @@ async fn moto_cold_instant_class_reads_directly() {
     store.close().await.expect("close");
 }
 
+/// Keys under `prefix` in the bucket (fewer than one page in these tests).
+async fn keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    let config = S3ObjectStore::client_config(&connection(endpoint, bucket))
+        .await
+        .expect("client config");
+    let out = aws_sdk_s3::Client::from_conf(config)
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("list");
+    assert_ne!(out.is_truncated(), Some(true));
+    let mut keys: Vec<String> = out
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Pack GC on S3: gc deletes the objects of packs no copy names from the bucket
+/// (counted there), keeps the packs of the blob that survives, and keeps a dead cold
+/// pack in an archive class until its minimum storage duration has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_gc_deletes_dead_packs_and_keeps_young_archive_packs() {
+    let Some((endpoint, bucket)) = moto_bucket().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = s3_settings(dir.path(), &endpoint, &bucket);
+    s.tiers.promote = false;
+    s.gc.grace_secs = 0;
+    s.tiers.cold.storage_class = Some(strata::object::StorageClass::GlacierIr);
+    let store = Store::open(s).await.expect("open");
+    let (warm, cold) = ("strata-test/warm/", "strata-test/cold/");
+    let gone = store.put(content(600_000, 3)).await.expect("put").id;
+    store.move_blob(&gone, Tier::Warm).await.expect("to warm");
+    let dead_warm = keys(&endpoint, &bucket, warm).await;
+    assert!(!dead_warm.is_empty());
+    let archived = store.put(content(600_000, 4)).await.expect("put").id;
+    store
+        .move_blob(&archived, Tier::Cold)
+        .await
+        .expect("to cold");
+    let cold_before = keys(&endpoint, &bucket, cold).await;
+    assert!(!cold_before.is_empty());
+    let data = content(300_000, 5);
+    let kept = store.put(data.clone()).await.expect("put").id;
+    store.move_blob(&kept, Tier::Warm).await.expect("to warm");
+    let live_warm: Vec<String> = keys(&endpoint, &bucket, warm)
+        .await
+        .into_iter()
+        .filter(|k| !dead_warm.contains(k))
+        .collect();
+    assert!(!live_warm.is_empty());
+
+    store.delete(&gone).await.expect("delete");
+    store.delete(&archived).await.expect("delete");
+    let report = store.gc().await.expect("gc");
+    assert_eq!(report.packs_deleted, dead_warm.len() as u64, "{report:?}");
+    assert_eq!(report.cold_bytes_reclaimed, 0, "{report:?}");
+    assert_eq!(keys(&endpoint, &bucket, warm).await, live_warm);
+    assert_eq!(
+        keys(&endpoint, &bucket, cold).await,
+        cold_before,
+        "GLACIER_IR keeps its 90 days"
+    );
+    assert!(store.get(&kept).await.expect("get") == data);
+    store.close().await.expect("close");
+}
+
 /// One node of a shared deployment: its own data dir, the PostgreSQL database at `url`
 /// and the bucket shared with the other nodes.
 fn node_settings(

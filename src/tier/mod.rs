@@ -148,7 +148,12 @@ impl PackTier {
             created_ms: now_ms,
             restore: PackRestore::NONE,
             class: String::new(),
-            min_keep_until_ms: None,
+            // An archive class bills its minimum storage duration however early the
+            // object goes: nothing deletes or rewrites it before then.
+            min_keep_until_ms: match self.class.min_storage_days() {
+                0 => None,
+                days => Some(now_ms.saturating_add(days.saturating_mul(86_400_000))),
+            },
         };
         Ok(WrittenPack { record, locations })
     }
