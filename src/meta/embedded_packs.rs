@@ -52,19 +52,14 @@ impl Inner {
         now_ms: u64,
     ) -> Result<bool> {
         let _guard = lock(&self.write_lock);
-        let packs = cf(&self.db, rocks::CF_PACKS)?;
-        let Some(v) = self.db.get_pinned_cf(packs, name.as_bytes())? else {
+        let Some(rec) = self.pack_record(name)? else {
             return Ok(false);
         };
-        let rec: PackRecord = serde_json::from_slice(&v).map_err(|e| {
-            crate::error::Error::corrupt(format!("embedded pack record {name:?} is malformed"))
-                .with_source(e)
-        })?;
         if !is_collectable(&rec, created_before_ms, now_ms) || !self.pack_is_empty(name)? {
             return Ok(false);
         }
         let mut batch = WriteBatch::default();
-        batch.delete_cf(packs, name.as_bytes());
+        batch.delete_cf(cf(&self.db, rocks::CF_PACKS)?, name.as_bytes());
         self.write(batch)?;
         Ok(true)
     }
