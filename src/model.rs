@@ -328,6 +328,9 @@ pub struct ClaimRequest {
     pub tier: Option<Tier>,
     /// Only hot locations owned by the claiming node (hot copies are node-local).
     pub own_hot_only: bool,
+    /// Only copies the claiming node can read: shared (warm, cold) copies and its own
+    /// hot copies, never another node's hot copies (scrubbing checks what it can read).
+    pub readable_only: bool,
     /// Which rows first.
     pub order: ClaimOrder,
     /// At most this many rows.

@@ -12,7 +12,8 @@
 //! [server]    metrics_listen = "127.0.0.1:9464"
 //! [tiers.warm]  use = "local"   storage_class = "STANDARD"   pack_bytes = 33554432
 //! [tiers.cold]  use = "local"   storage_class = "GLACIER"    pack_bytes = 33554432
-//! [durability]  mode = "local"     # or "replicated"
+//! [durability]  mode = "local"  min_copies = 1   # or mode = "replicated"
+//! [scrub]       bytes_per_sec = 52428800   reverify_after_secs = 604800
 //! ```
 //!
 //! The tier sections are documented in [`crate::tier::settings`].
@@ -37,10 +38,12 @@ use crate::model::ChunkerParams;
 
 mod chunking;
 mod policy;
+mod scrub;
 use chunking::{chunking_section, validate_chunking};
 pub use policy::{
     ClassPolicy, CostsSettings, PolicyClass, PolicySettings, ServerSettings, WorkersSettings,
 };
+pub use scrub::ScrubSettings;
 
 /// All settings of a store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +80,8 @@ pub struct Settings {
     pub costs: CostsSettings,
     /// What `strata serve` exposes.
     pub server: ServerSettings,
+    /// How the scrubber re-verifies copies.
+    pub scrub: ScrubSettings,
 }
 
 impl Default for Settings {
@@ -96,6 +101,7 @@ impl Default for Settings {
             workers: WorkersSettings::default(),
             costs: CostsSettings::default(),
             server: ServerSettings::default(),
+            scrub: ScrubSettings::default(),
         }
     }
 }
@@ -428,6 +434,8 @@ impl Settings {
             )));
         }
         self.tiers.validate(&self.connections)?;
+        self.scrub.validate()?;
+        self.durability.validate()?;
         policy::validate(
             &self.policy,
             &self.workers,

@@ -128,6 +128,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-verify every copy this node can read, oldest verified first, at
+    /// `[scrub] bytes_per_sec`, and repair damaged copies from healthy ones; exit 1 if a
+    /// referenced chunk is left without a healthy copy.
+    Scrub {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Reclaim chunks no blob has referenced for longer than `gc.grace_secs`.
     Gc {
         /// Print the report as JSON.

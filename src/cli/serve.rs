@@ -54,12 +54,13 @@ pub(super) async fn run(settings: Settings) -> Result<ExitCode> {
         }
     };
     note!(
-        "strata serve: node {} started; workers demote {}, archive {}, restore {}, gc {}; metrics {}",
+        "strata serve: node {} started; workers demote {}, archive {}, restore {}, gc {}, scrub {}; metrics {}",
         store.node_id(),
         every(workers.demote_interval_secs),
         every(workers.archive_interval_secs),
         every(workers.restore_interval_secs),
         every(workers.gc_interval_secs),
+        every(workers.scrub_interval_secs),
         metrics
             .as_ref()
             .map_or("off".to_string(), |m| format!("on http://{}/metrics", m.local_addr()))

@@ -23,7 +23,9 @@ pub enum WorkerArg {
     Restore,
     /// Garbage collection.
     Gc,
-    /// Every worker, in the order restore, demote, archive, gc.
+    /// Re-verification and repair of copies due (`[scrub] reverify_after_secs`).
+    Scrub,
+    /// Every tiering worker, in the order restore, demote, archive, gc.
     All,
 }
 
@@ -34,6 +36,7 @@ impl WorkerArg {
             WorkerArg::Archive => vec![WorkerKind::Archive],
             WorkerArg::Restore => vec![WorkerKind::Restore],
             WorkerArg::Gc => vec![WorkerKind::Gc],
+            WorkerArg::Scrub => vec![WorkerKind::Scrub],
             WorkerArg::All => WorkerKind::ALL.to_vec(),
         }
     }

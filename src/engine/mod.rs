@@ -6,6 +6,8 @@
 //! - `archive`: warm packs idle past their class's `warm_idle_secs` to cold.
 //! - `restore`: polls requested archive restores and copies what readers asked for up.
 //! - `gc`: the store's garbage collection, periodically.
+//! - `scrub`: re-verification of copies verified long ago, and repair
+//!   ([`crate::Store::scrub_due`]).
 //!
 //! Every pass is one function shared by the daemon (`strata serve`), `strata tier run`
 //! and tests; `strata tier plan` runs the same selection without moving anything. Work
@@ -42,10 +44,13 @@ pub enum WorkerKind {
     Restore,
     /// Garbage collection.
     Gc,
+    /// Re-verification and repair of copies (`[scrub]`).
+    Scrub,
 }
 
 impl WorkerKind {
-    /// Every worker, in the order `tier run all` runs them.
+    /// The tiering workers, in the order `tier run all` runs them. Scrub is not among
+    /// them: a pass reads stored bytes at `[scrub] bytes_per_sec`, and is run on its own.
     pub const ALL: [WorkerKind; 4] = [
         WorkerKind::Restore,
         WorkerKind::Demote,
@@ -60,6 +65,7 @@ impl WorkerKind {
             WorkerKind::Archive => "archive",
             WorkerKind::Restore => "restore",
             WorkerKind::Gc => "gc",
+            WorkerKind::Scrub => "scrub",
         }
     }
 
@@ -67,10 +73,11 @@ impl WorkerKind {
     pub fn parse(s: &str) -> Result<Self> {
         WorkerKind::ALL
             .into_iter()
+            .chain([WorkerKind::Scrub])
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 Error::invalid(format!(
-                    "unknown worker {s:?} (demote, archive, restore or gc)"
+                    "unknown worker {s:?} (demote, archive, restore, gc or scrub)"
                 ))
             })
     }
@@ -226,6 +233,7 @@ impl Engine {
             (WorkerKind::Demote, w.demote_interval_secs),
             (WorkerKind::Archive, w.archive_interval_secs),
             (WorkerKind::Gc, w.gc_interval_secs),
+            (WorkerKind::Scrub, w.scrub_interval_secs),
         ] {
             if secs > 0 {
                 set.start_owned(

@@ -626,6 +626,7 @@ impl MetaStore for EmbeddedMeta {
                 let l = decode_location(&k, &v)?;
                 if req.tier.is_some_and(|t| t != l.tier)
                     || (req.own_hot_only && !l.is_hot_on(&req.node))
+                    || (req.readable_only && !l.readable_by(&req.node))
                 {
                     continue;
                 }

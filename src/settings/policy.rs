@@ -123,6 +123,10 @@ pub struct WorkersSettings {
     pub restore_interval_secs: u64,
     /// Garbage collection. Default 3600.
     pub gc_interval_secs: u64,
+    /// Scrubbing: re-verifying copies verified longer ago than
+    /// `scrub.reverify_after_secs`, at `scrub.bytes_per_sec`, and repairing damaged
+    /// ones. Default 3600.
+    pub scrub_interval_secs: u64,
     /// How long a worker's lease on shared work lasts before another node may take the
     /// work over, seconds; renewed while the work runs. Default 60.
     pub lease_secs: u64,
@@ -135,6 +139,7 @@ impl Default for WorkersSettings {
             archive_interval_secs: 3600,
             restore_interval_secs: 30,
             gc_interval_secs: 3600,
+            scrub_interval_secs: 3600,
             lease_secs: 60,
         }
     }

@@ -17,6 +17,7 @@ mod put;
 mod put_existing;
 mod read;
 mod restore;
+mod scrub;
 mod tiering;
 mod verify;
 mod writing;
@@ -35,6 +36,7 @@ pub use identity::IDENTITY_KEY;
 pub use promote::PromotionStats;
 pub(crate) use put::BLOCK_BYTES;
 pub use put::{PutOptions, PutReceipt};
+pub use scrub::{DamagedRange, ScrubReport, ScrubbedCopy, UnrepairableChunk};
 pub use tiering::MoveReport;
 pub use verify::{CheckMethod, DamagedBlob, DamagedCopy, LostChunk, TierCheck, VerifyReport};
 

@@ -32,9 +32,12 @@ const PAGE: usize = 1024;
 /// Bytes of blob whose manifest entries are read per query.
 const MANIFEST_WINDOW: u64 = 1 << 30;
 
+/// One checked copy: the copy, how it was checked, the verdict, and the bytes hashed.
+pub(super) type Checked = (Location, CheckMethod, Verdict, u64);
+
 /// What became of one copy.
 #[derive(Debug, Clone)]
-enum Verdict {
+pub(super) enum Verdict {
     /// Its bytes (or its pack object's existence and size) check out.
     Good,
     /// Damaged: `Corrupt` or `Missing`, with what was seen.
@@ -55,10 +58,10 @@ struct PackCheck {
     size_mismatch: Option<String>,
 }
 
-/// The state of one verify run.
+/// The state of one verify (or scrub) run: its report, and each pack's HEAD.
 #[derive(Default)]
-struct Run {
-    report: VerifyReport,
+pub(super) struct Run {
+    pub(super) report: VerifyReport,
     packs: HashMap<String, PackCheck>,
 }
 
@@ -196,47 +199,67 @@ impl Store {
     async fn verify_chunks(&self, chunks: &[(ChunkId, u32)], run: &mut Run) -> Result<()> {
         let ids: Vec<ChunkId> = chunks.iter().map(|c| c.0).collect();
         let mut locations = self.inner.meta.locations_many(&ids).await?;
+        let copies: Vec<(Location, Option<u32>)> = chunks
+            .iter()
+            .flat_map(|&(id, size)| {
+                locations
+                    .remove(&id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |l| (l, Some(size)))
+            })
+            .collect();
+        let results = self.check_copies(copies, run).await?;
+        self.tally(&ids, results, &mut run.report).await
+    }
+
+    /// Check `copies` (each with its chunk's uncompressed length, when known): this
+    /// node's hot copies re-hashed, other nodes' hot copies left alone, pack copies by
+    /// one HEAD per pack and then a ranged GET and re-hash where the class allows.
+    pub(super) async fn check_copies(
+        &self,
+        copies: Vec<(Location, Option<u32>)>,
+        run: &mut Run,
+    ) -> Result<Vec<Checked>> {
         let node = self.inner.node.clone();
-        let mut results: Vec<(Location, CheckMethod, Verdict, u64)> = Vec::new();
+        let mut results: Vec<Checked> = Vec::new();
         let mut hot = Vec::new();
         let mut reads = Vec::new();
-        for &(id, size) in chunks {
-            for loc in locations.remove(&id).unwrap_or_default() {
-                if loc.tier == Tier::Hot {
-                    if loc.node == node {
-                        hot.push(loc);
-                    } else {
-                        results.push((loc, CheckMethod::Hash, Verdict::Elsewhere, 0));
-                    }
+        for (loc, raw_len) in copies {
+            if loc.tier == Tier::Hot {
+                if loc.node == node {
+                    hot.push(loc);
+                } else {
+                    results.push((loc, CheckMethod::Hash, Verdict::Elsewhere, 0));
+                }
+                continue;
+            }
+            let pack = self.check_pack(&loc.pack, run).await?;
+            let end = loc.offset.saturating_add(loc.length);
+            let verdict = match (&pack.found, pack.method) {
+                (Err(v), _) => v.clone(),
+                (Ok(object), _) if end > *object => Verdict::Damaged(
+                    Health::Corrupt,
+                    format!("pack object is {object} bytes, the copy ends at byte {end}"),
+                ),
+                (Ok(_), CheckMethod::ExistenceAndSize) => match &pack.size_mismatch {
+                    Some(m) => Verdict::Damaged(Health::Corrupt, m.clone()),
+                    None => Verdict::Good,
+                },
+                (Ok(_), CheckMethod::Hash) => {
+                    reads.push(ChunkRead {
+                        chunk: loc.chunk,
+                        raw_len,
+                        location: loc,
+                    });
                     continue;
                 }
-                let pack = self.check_pack(&loc.pack, run).await?;
-                let end = loc.offset.saturating_add(loc.length);
-                let verdict = match (&pack.found, pack.method) {
-                    (Err(v), _) => v.clone(),
-                    (Ok(object), _) if end > *object => Verdict::Damaged(
-                        Health::Corrupt,
-                        format!("pack object is {object} bytes, the copy ends at byte {end}"),
-                    ),
-                    (Ok(_), CheckMethod::ExistenceAndSize) => match &pack.size_mismatch {
-                        Some(m) => Verdict::Damaged(Health::Corrupt, m.clone()),
-                        None => Verdict::Good,
-                    },
-                    (Ok(_), CheckMethod::Hash) => {
-                        reads.push(ChunkRead {
-                            chunk: id,
-                            raw_len: Some(size),
-                            location: loc,
-                        });
-                        continue;
-                    }
-                };
-                results.push((loc, pack.method, verdict, 0));
-            }
+            };
+            results.push((loc, pack.method, verdict, 0));
         }
         results.extend(self.check_hot(hot).await?);
         results.extend(self.check_reads(&reads).await);
-        self.tally(&ids, results, &mut run.report).await
+        Ok(results)
     }
 
     /// One HEAD per pack object per run: does it exist, with the recorded size, and
@@ -304,7 +327,7 @@ impl Store {
 
     /// Read warm and instant-class cold copies with coalesced ranged GETs and re-hash
     /// them (decoding verifies each chunk against its id). Nothing is promoted.
-    async fn check_reads(&self, reads: &[ChunkRead]) -> Vec<(Location, CheckMethod, Verdict, u64)> {
+    async fn check_reads(&self, reads: &[ChunkRead]) -> Vec<Checked> {
         let mut out = Vec::with_capacity(reads.len());
         let mut got = self.inner.tiers.read_stream(reads);
         while let Some((i, res)) = got.next().await {
@@ -331,7 +354,7 @@ impl Store {
     async fn tally(
         &self,
         ids: &[ChunkId],
-        results: Vec<(Location, CheckMethod, Verdict, u64)>,
+        results: Vec<Checked>,
         report: &mut VerifyReport,
     ) -> Result<()> {
         let now = self.now_ms();

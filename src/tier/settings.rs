@@ -199,11 +199,39 @@ pub enum Durability {
 }
 
 /// The `[durability]` section.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DurabilitySettings {
     /// `"local"` (default) or `"replicated"`.
     pub mode: Durability,
+    /// Healthy copies the scrubber keeps of every referenced chunk, counting shared
+    /// (warm, cold) copies and this node's hot copy; it adds copies to a chunk that has
+    /// fewer. Default 1: one verified copy is what a put promises. 2 keeps a second copy
+    /// in another tier (a warm pack beside the hot copy) at the cost of its storage. In
+    /// `replicated` mode one of them is always a shared copy.
+    pub min_copies: u32,
+}
+
+impl Default for DurabilitySettings {
+    fn default() -> Self {
+        DurabilitySettings {
+            mode: Durability::default(),
+            min_copies: 1,
+        }
+    }
+}
+
+impl DurabilitySettings {
+    /// Check the values, naming the key.
+    pub fn validate(&self) -> crate::error::Result<()> {
+        if !(1..=3).contains(&self.min_copies) {
+            return Err(crate::error::Error::invalid(format!(
+                "durability.min_copies = {}: expected 1, 2 or 3 (one per tier)",
+                self.min_copies
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

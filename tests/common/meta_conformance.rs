@@ -166,6 +166,7 @@ pub fn claim(node: &str, limit: usize, now_ms: u64) -> ClaimRequest {
         node: node.to_string(),
         tier: None,
         own_hot_only: false,
+        readable_only: false,
         order: ClaimOrder::OldestVerified,
         limit,
         now_ms,
@@ -1020,6 +1021,15 @@ pub async fn claims_filter_and_order(s: Arc<dyn MetaStore>) {
         .map(|id| key(&Location::hot(*id, NODE, 10, T0)))
         .collect();
     assert_eq!(claimed(got), want);
+
+    // Readable only: shared copies and the claimer's own hot copies, never another
+    // node's hot copy (d is OTHER's), once THIRD's 1 s claims on the warm copies lapse.
+    let mut readable = claim(NODE, 100, t1 + 2_000);
+    readable.readable_only = true;
+    let got = s.claim_locations(&readable).await.unwrap();
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert!(got.iter().all(|l| l.readable_by(NODE)), "{got:?}");
+    s.release_claims(NODE, &got).await.unwrap();
 
     // Oldest verified first (never verified before anything), one claim at a time.
     let t2 = t1 + 100_000; // all leases above have ended

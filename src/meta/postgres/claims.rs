@@ -21,6 +21,7 @@ const CLAIM_OLDEST_VERIFIED: &str = "UPDATE locations l SET claimed_by = $1, cla
            WHERE (c.claim_until_ms IS NULL OR c.claim_until_ms <= $3 OR c.claimed_by = $1) \
              AND ($4::text IS NULL OR c.tier = $4::text) \
              AND (NOT $5::bool OR (c.tier = 'hot' AND c.node = $1)) \
+             AND (NOT $7::bool OR c.tier <> 'hot' OR c.node = $1) \
            ORDER BY c.last_verified_ms ASC NULLS FIRST, c.chunk \
            LIMIT $6 \
            FOR UPDATE OF c SKIP LOCKED) s \
@@ -36,6 +37,7 @@ const CLAIM_LEAST_RECENTLY_ACCESSED: &str =
            WHERE (c.claim_until_ms IS NULL OR c.claim_until_ms <= $3 OR c.claimed_by = $1) \
              AND ($4::text IS NULL OR c.tier = $4::text) \
              AND (NOT $5::bool OR (c.tier = 'hot' AND c.node = $1)) \
+             AND (NOT $7::bool OR c.tier <> 'hot' OR c.node = $1) \
            ORDER BY k.last_access_ms ASC NULLS FIRST, c.chunk \
            LIMIT $6 \
            FOR UPDATE OF c SKIP LOCKED) s \
@@ -72,6 +74,7 @@ impl PostgresMeta {
                     &tier,
                     &req.own_hot_only,
                     &limit_of(req.limit),
+                    &req.readable_only,
                 ],
             )
             .await
