@@ -32,7 +32,7 @@ mod placement;
 /// Version of the embedded layout this binary writes.
 /// Version 2 added the engine's indexes (hot copies, packs), leases, pins and passes;
 /// a binary of version 1 would not keep the indexes, so it must not open it.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
 /// Metadata in RocksDB column families.
@@ -105,6 +105,11 @@ impl EmbeddedMeta {
             let n = index::backfill(&meta.inner)?;
             if n > 0 {
                 tracing::info!(entries = n, "built the embedded engine indexes");
+            }
+            // Version 3 counts each pack's live bytes beside its copies.
+            let packs = index::recount_packs(&meta.inner)?;
+            if packs > 0 {
+                tracing::info!(packs, "recounted the live bytes of packs");
             }
             let db = &meta.inner.db;
             db.put_cf(

@@ -134,13 +134,7 @@ impl Inner {
             if after.is_some() && *k == start[..] {
                 continue;
             }
-            let rec: PackRecord = serde_json::from_slice(&v).map_err(|e| {
-                Error::corrupt(format!(
-                    "embedded pack record {:?} is malformed",
-                    String::from_utf8_lossy(&k)
-                ))
-                .with_source(e)
-            })?;
+            let rec = self.decode_pack(&k, &v)?;
             if !keep(rec)? {
                 break;
             }
@@ -404,7 +398,7 @@ impl EngineStore for EmbeddedMeta {
             }
             inner.scan_packs(after.as_deref(), |p| {
                 if p.tier == Tier::Warm && p.class == class {
-                    let (_, read) = index::pack_stats(inner, &p.id)?;
+                    let read = index::pack_stats(inner, &p.id)?.last_read;
                     let last = read.map_or(p.created_ms, |r| r.max(p.created_ms));
                     if last <= read_before_ms {
                         out.push(ArchiveCandidate {
@@ -508,7 +502,7 @@ impl EngineStore for EmbeddedMeta {
                 ));
             }
             inner.scan_packs(None, |p| {
-                let (copies, _) = index::pack_stats(inner, &p.id)?;
+                let copies = index::pack_stats(inner, &p.id)?.copies;
                 let t = match p.tier {
                     Tier::Warm => &mut u.warm,
                     Tier::Cold => &mut u.cold,

@@ -4,8 +4,9 @@
 //! - the hot index: each node's hot copies by chunk (`hot_copies`), by last read
 //!   (`hot_lru`) and by policy class then last read (`hot_class`), and a bytes and copies
 //!   counter per node (`hot_usage`);
-//! - the pack index: each pack's copies by offset (`pack_locations`), and a live-copy
-//!   counter and last read per pack (`pack_stats`).
+//! - the pack index: each pack's copies by offset (`pack_locations`), and per pack its
+//!   live copies, last read and live bytes (`pack_stats`; the live bytes make a pack
+//!   record's `live_bytes` exact).
 //!
 //! Every insert and removal of a location goes through a [`Tx`], which reads through its
 //! own pending writes, so one batch may touch one copy several times and still leave
@@ -156,14 +157,47 @@ pub(super) fn location_key_in(pack: &str, key: &[u8]) -> Result<Vec<u8>> {
     Ok(key[start..].to_vec())
 }
 
-/// Live copies and last read of a pack (`u64::MAX`: never read).
-pub(super) fn pack_stats(inner: &Inner, pack: &str) -> Result<(u64, Option<u64>)> {
+/// What the pack index counts of one pack.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct PackStats {
+    /// Copies recorded in it.
+    pub copies: u64,
+    /// Latest read of any of its chunks.
+    pub last_read: Option<u64>,
+    /// Stored bytes of those copies; `None` in a counter from before schema version 3,
+    /// until opening recounts it.
+    pub live_bytes: Option<u64>,
+}
+
+impl PackStats {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = self.copies.to_be_bytes().to_vec();
+        v.extend_from_slice(&self.last_read.unwrap_or(u64::MAX).to_be_bytes());
+        v.extend_from_slice(&self.live_bytes.unwrap_or(0).to_be_bytes());
+        v
+    }
+}
+
+/// The counters of a pack (`u64::MAX` as last read: never read).
+pub(super) fn pack_stats(inner: &Inner, pack: &str) -> Result<PackStats> {
     let stats = cf(&inner.db, rocks::CF_PACK_STATS)?;
     match inner.db.get_pinned_cf(stats, pack.as_bytes())? {
-        None => Ok((0, None)),
-        Some(v) if v.len() == 16 => {
-            let read = be64(&v[8..])?;
-            Ok((be64(&v[..8])?, (read != u64::MAX).then_some(read)))
+        // No counters: no copy, never read.
+        None => Ok(PackStats {
+            live_bytes: Some(0),
+            ..PackStats::default()
+        }),
+        Some(v) if v.len() == 16 || v.len() == 24 => {
+            let read = be64(&v[8..16])?;
+            Ok(PackStats {
+                copies: be64(&v[..8])?,
+                last_read: (read != u64::MAX).then_some(read),
+                live_bytes: if v.len() == 24 {
+                    Some(be64(&v[16..])?)
+                } else {
+                    None
+                },
+            })
         }
         Some(_) => Err(Error::corrupt(format!(
             "embedded pack counters of {pack:?} are malformed"
@@ -206,7 +240,8 @@ pub(super) struct Tx<'a> {
     locs: HashMap<Vec<u8>, Option<Location>>,
     hot: HashMap<(String, ChunkId), Option<HotEntry>>,
     hot_delta: BTreeMap<String, (i128, i128)>,
-    pack_delta: BTreeMap<String, i128>,
+    /// Per pack: change in live copies and in live (stored) bytes.
+    pack_delta: BTreeMap<String, (i128, i128)>,
     pack_reads: BTreeMap<String, u64>,
 }
 
@@ -337,7 +372,11 @@ impl<'a> Tx<'a> {
             Some(o) => self
                 .batch
                 .delete_cf(index, pack_location_key(&o.pack, o.offset, &key)),
-            None => *self.pack_delta.entry(l.pack.clone()).or_default() += 1,
+            None => {
+                let d = self.pack_delta.entry(l.pack.clone()).or_default();
+                d.0 += 1;
+                d.1 += i128::from(l.length);
+            }
         }
         self.batch
             .put_cf(index, pack_location_key(&l.pack, l.offset, &key), []);
@@ -361,7 +400,9 @@ impl<'a> Tx<'a> {
             let index = cf(&self.inner.db, rocks::CF_PACK_LOCATIONS)?;
             self.batch
                 .delete_cf(index, pack_location_key(&old.pack, old.offset, &key));
-            *self.pack_delta.entry(old.pack.clone()).or_default() -= 1;
+            let d = self.pack_delta.entry(old.pack.clone()).or_default();
+            d.0 -= 1;
+            d.1 -= i128::from(old.length);
         }
         Ok(Some(old))
     }
@@ -411,20 +452,21 @@ impl<'a> Tx<'a> {
         packs.sort();
         packs.dedup();
         for pack in packs {
-            let delta = self.pack_delta.get(&pack).copied().unwrap_or(0);
+            let (copies, bytes) = self.pack_delta.get(&pack).copied().unwrap_or((0, 0));
             let read = self.pack_reads.get(&pack).copied();
-            let (copies, last_read) = pack_stats(inner, &pack)?;
-            let copies = clamp(i128::from(copies) + delta);
-            let last_read = match (last_read, read) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
+            let old = pack_stats(inner, &pack)?;
+            let new = PackStats {
+                copies: clamp(i128::from(old.copies) + copies),
+                last_read: match (old.last_read, read) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                },
+                live_bytes: Some(clamp(i128::from(old.live_bytes.unwrap_or(0)) + bytes)),
             };
-            if copies == 0 && last_read.is_none() {
+            if new.copies == 0 && new.last_read.is_none() {
                 self.batch.delete_cf(stats, pack.as_bytes());
             } else {
-                let mut v = copies.to_be_bytes().to_vec();
-                v.extend_from_slice(&last_read.unwrap_or(u64::MAX).to_be_bytes());
-                self.batch.put_cf(stats, pack.as_bytes(), v);
+                self.batch.put_cf(stats, pack.as_bytes(), new.encode());
             }
         }
         Ok(self.batch)
@@ -478,7 +520,9 @@ pub(super) fn backfill(inner: &Inner) -> Result<u64> {
             let pk = pack_location_key(&l.pack, l.offset, &k);
             if db.get_pinned_cf(index, &pk)?.is_none() {
                 tx.batch.put_cf(index, pk, []);
-                *tx.pack_delta.entry(l.pack.clone()).or_default() += 1;
+                let d = tx.pack_delta.entry(l.pack.clone()).or_default();
+                d.0 += 1;
+                d.1 += i128::from(l.length);
                 n += 1;
             }
         }
@@ -488,6 +532,49 @@ pub(super) fn backfill(inner: &Inner) -> Result<u64> {
         }
     }
     tx.commit()?;
+    Ok(n)
+}
+
+/// Recount every pack's live copies and live bytes from the locations (schema version
+/// 3 added the bytes), keeping each pack's last read. Packs are few (a pack holds
+/// hundreds of chunks), so the counts fit in memory; the locations are streamed.
+pub(super) fn recount_packs(inner: &Inner) -> Result<u64> {
+    let db = &inner.db;
+    let locs = cf(db, rocks::CF_LOCATIONS)?;
+    let stats = cf(db, rocks::CF_PACK_STATS)?;
+    let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for item in db.iterator_cf(locs, rocksdb::IteratorMode::Start) {
+        let (k, v) = item?;
+        let l = decode_location(&k, &v)?;
+        if l.tier != Tier::Hot {
+            let c = counts.entry(l.pack).or_default();
+            c.0 += 1;
+            c.1 += l.length;
+        }
+    }
+    let mut batch = WriteBatch::default();
+    for item in db.iterator_cf(stats, rocksdb::IteratorMode::Start) {
+        let (k, _) = item?;
+        let pack = String::from_utf8_lossy(&k).into_owned();
+        if !counts.contains_key(&pack) {
+            counts.insert(pack, (0, 0));
+        }
+    }
+    let n = counts.len() as u64;
+    for (pack, (copies, bytes)) in counts {
+        let old = pack_stats(inner, &pack)?;
+        let new = PackStats {
+            copies,
+            last_read: old.last_read,
+            live_bytes: Some(bytes),
+        };
+        if new.copies == 0 && new.last_read.is_none() {
+            batch.delete_cf(stats, pack.as_bytes());
+        } else {
+            batch.put_cf(stats, pack.as_bytes(), new.encode());
+        }
+    }
+    inner.write(batch)?;
     Ok(n)
 }
 

@@ -58,10 +58,25 @@ impl Inner {
         let cf = cf(&self.db, rocks::CF_PACKS)?;
         match self.db.get_pinned_cf(cf, id.as_bytes())? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| {
-                Error::corrupt(format!("embedded pack record {id:?} is malformed")).with_source(e)
-            }),
+            Some(v) => self.decode_pack(id.as_bytes(), &v).map(Some),
         }
+    }
+
+    /// A stored pack record, with `live_bytes` from the pack index's counter (exact:
+    /// kept in the batch that adds or removes each copy) rather than the value written
+    /// with the record.
+    pub(super) fn decode_pack(&self, key: &[u8], value: &[u8]) -> Result<PackRecord> {
+        let mut rec: PackRecord = serde_json::from_slice(value).map_err(|e| {
+            Error::corrupt(format!(
+                "embedded pack record {:?} is malformed",
+                String::from_utf8_lossy(key)
+            ))
+            .with_source(e)
+        })?;
+        if let Some(live) = super::index::pack_stats(self, &rec.id)?.live_bytes {
+            rec.live_bytes = live;
+        }
+        Ok(rec)
     }
 
     pub(super) fn put_pack_record(&self, batch: &mut WriteBatch, pack: &PackRecord) -> Result<()> {

@@ -460,7 +460,11 @@ pub async fn engine_fenced_commit_is_refused_and_writes_nothing(s: Arc<dyn MetaS
     assert_eq!(removed[0].length, 100);
     assert_eq!(
         s.pack("warm/p1").await.expect("pack"),
-        Some(change.packs[0].clone())
+        Some(PackRecord {
+            live_bytes: 100,
+            ..change.packs[0].clone()
+        }),
+        "live bytes are those of the copies in it"
     );
     assert_eq!(
         copies_of(s, 1).await,
@@ -953,7 +957,14 @@ pub async fn engine_archive_candidates_follow_pack_reads(s: Arc<dyn MetaStore>, 
         vec![("warm/p1".into(), T0)]
     );
     let both = cand("", T0 + 2000, None, 10).await;
-    assert_eq!(both[0].pack, p1, "the candidate carries the pack record");
+    assert_eq!(
+        both[0].pack,
+        PackRecord {
+            live_bytes: 10,
+            ..p1.clone()
+        },
+        "the candidate carries the pack record, with its copies' live bytes"
+    );
     assert_eq!(
         names(both),
         vec![("warm/p1".into(), T0), ("warm/p2".into(), T0 + 1000)]
@@ -1081,8 +1092,15 @@ pub async fn engine_restore_requests_page_by_name(s: Arc<dyn MetaStore>, _l: Lap
         state: RestoreState::Restored,
         expiry_ms: Some(T0 + 5000),
     };
-    let a = cold_pack("cold/a", requested, 10);
-    let c = cold_pack("cold/c", requested, 30);
+    // No copies recorded in them: live bytes 0.
+    let a = PackRecord {
+        live_bytes: 0,
+        ..cold_pack("cold/a", requested, 10)
+    };
+    let c = PackRecord {
+        live_bytes: 0,
+        ..cold_pack("cold/c", requested, 30)
+    };
     s.put_pack(&a).await.expect("put");
     s.put_pack(&cold_pack("cold/b", PackRestore::NONE, 20))
         .await

@@ -33,6 +33,7 @@ macro_rules! placement_conformance_tests {
             placement_remove_ignores_other_nodes_hot_copies,
             placement_concurrent_removals_keep_a_copy,
             placement_packs_round_trip,
+            placement_pack_live_bytes_follow_copies,
             placement_restore_cas_has_one_winner,
         );
     };
@@ -245,7 +246,9 @@ fn pack(id: &str) -> PackRecord {
         tier: Tier::Cold,
         storage_class: StorageClass::Glacier,
         size: 1000,
-        live_bytes: 900,
+        // No copy is recorded in it: the metadata store reports 0 whatever the record
+        // says (see `placement_pack_live_bytes_follow_copies`).
+        live_bytes: 0,
         created_ms: T0,
         restore: PackRestore::NONE,
         class: String::new(),
@@ -267,6 +270,76 @@ pub async fn placement_packs_round_trip(s: Arc<dyn MetaStore>) {
     };
     s.put_pack(&q).await.expect("replace");
     assert_eq!(s.pack("cold/p1").await.expect("pack"), Some(q));
+}
+
+/// A pack's `live_bytes` is the sum of the stored lengths of the copies recorded in it,
+/// kept in the same commit that adds or removes each copy; rewriting the record (a
+/// restore state change) does not reset it, and whatever the record was written with
+/// is ignored.
+async fn live(s: &dyn MetaStore, name: &str) -> u64 {
+    s.pack(name)
+        .await
+        .expect("pack")
+        .expect("recorded")
+        .live_bytes
+}
+
+pub async fn placement_pack_live_bytes_follow_copies(s: Arc<dyn MetaStore>) {
+    use strata::meta::PlacementChange;
+    commit_ok(
+        &*s,
+        &commit_of(
+            "b",
+            &[(chunk(1), 10), (chunk(2), 20), (chunk(3), 30)],
+            NODE,
+            true,
+        ),
+    )
+    .await;
+    let mut p = pack("warm/live");
+    p.tier = Tier::Warm;
+    p.storage_class = StorageClass::Standard;
+    p.live_bytes = 12345;
+    let change = PlacementChange {
+        packs: vec![p.clone()],
+        add: vec![
+            warm(chunk(1), "warm/live", 0, 10),
+            warm(chunk(2), "warm/live", 10, 20),
+        ],
+        node: NODE.into(),
+        ..Default::default()
+    };
+    s.commit_placement(None, &change).await.expect("commit");
+    assert_eq!(live(&*s, "warm/live").await, 30);
+    // Adding the same copy again changes nothing; a new one adds its length.
+    s.add_locations(&[
+        warm(chunk(2), "warm/live", 10, 20),
+        warm(chunk(3), "warm/live", 30, 30),
+    ])
+    .await
+    .expect("add");
+    assert_eq!(live(&*s, "warm/live").await, 60);
+    s.put_pack(&p).await.expect("rewrite the record");
+    assert_eq!(live(&*s, "warm/live").await, 60);
+    let removed = s
+        .remove_locations(&[warm(chunk(2), "warm/live", 10, 20)], NODE)
+        .await
+        .expect("remove");
+    assert_eq!(removed.len(), 1);
+    assert_eq!(live(&*s, "warm/live").await, 40);
+    // Removing a chunk's record with its copies (gc) lowers it too.
+    let gone = s
+        .remove_locations(
+            &[
+                warm(chunk(1), "warm/live", 0, 10),
+                warm(chunk(3), "warm/live", 30, 30),
+            ],
+            NODE,
+        )
+        .await
+        .expect("remove");
+    assert_eq!(gone.len(), 2, "the hot copies keep the chunks readable");
+    assert_eq!(live(&*s, "warm/live").await, 0);
 }
 
 pub async fn placement_restore_cas_has_one_winner(s: Arc<dyn MetaStore>) {

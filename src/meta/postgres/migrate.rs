@@ -45,6 +45,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "tiering engine",
         sql: include_str!("../migrations/0004_tiering_engine.sql"),
     },
+    Migration {
+        version: 5,
+        name: "pack live bytes",
+        sql: include_str!("../migrations/0005_pack_live_bytes.sql"),
+    },
 ];
 
 /// Advisory lock key serialising migrations ("strata" + 1 in ASCII hex).

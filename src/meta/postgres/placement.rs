@@ -203,19 +203,21 @@ impl PostgresMeta {
         Ok(removed)
     }
 
-    /// `put_pack` inside `txn`. A new record counts the copies already recorded in the
-    /// pack (an index lookup); afterwards the trigger on `locations` keeps the count.
+    /// `put_pack` inside `txn`. A new record counts the copies and live bytes already
+    /// recorded in the pack (an index lookup); afterwards the triggers on `locations`
+    /// keep both exact, so the record's own `live_bytes` is not written.
     pub(super) async fn put_pack_in(&self, txn: &Transaction<'_>, pack: &PackRecord) -> Result<()> {
         let st = txn
             .prepare_cached(
                 "INSERT INTO packs (id, tier, storage_class, size, live_bytes, created_ms, \
                                     restore_state, restore_expiry_ms, class, min_keep_until_ms, \
                                     chunks) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                         (SELECT count(*) FROM locations WHERE pack = $1 AND pack <> '')) \
+                 SELECT $1, $2, $3, $4, COALESCE(s.bytes, 0), $5, $6, $7, $8, $9, s.n \
+                 FROM (SELECT count(*) AS n, sum(length) AS bytes FROM locations \
+                       WHERE pack = $1 AND pack <> '') s \
                  ON CONFLICT (id) DO UPDATE SET tier = EXCLUDED.tier, \
                      storage_class = EXCLUDED.storage_class, size = EXCLUDED.size, \
-                     live_bytes = EXCLUDED.live_bytes, created_ms = EXCLUDED.created_ms, \
+                     created_ms = EXCLUDED.created_ms, \
                      restore_state = EXCLUDED.restore_state, \
                      restore_expiry_ms = EXCLUDED.restore_expiry_ms, class = EXCLUDED.class, \
                      min_keep_until_ms = EXCLUDED.min_keep_until_ms",
@@ -229,7 +231,6 @@ impl PostgresMeta {
                 &pack.tier.as_str(),
                 &pack.storage_class.as_str(),
                 &i64_of(pack.size, "pack size")?,
-                &i64_of(pack.live_bytes, "pack live bytes")?,
                 &i64_of(pack.created_ms, "pack created_ms")?,
                 &pack.restore.state.as_db(),
                 &opt_i64_of(pack.restore.expiry_ms, "restore expiry")?,
