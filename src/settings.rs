@@ -309,14 +309,25 @@ impl Default for HotSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GcSettings {
-    /// Seconds a chunk must sit at zero references before its bytes are reclaimed.
-    /// Default 3600: longer than any put in flight.
+    /// Seconds a chunk must sit at zero references before its bytes are reclaimed, and
+    /// a pack object no record names before it is deleted as an orphan. Default 3600:
+    /// longer than any put in flight.
     pub grace_secs: u64,
+    /// A warm pack whose live bytes fall below this fraction of its size is rewritten:
+    /// its live chunks go to a new pack and the old object is deleted. Default 0.5: at
+    /// most half of a warm pack's bytes are ever dead, and each rewrite at least halves
+    /// the pack. Lower rewrites less often and keeps more dead bytes; 0 never rewrites.
+    /// Cold packs are compacted by the same rule only when `[costs]` says the storage
+    /// saved over 90 days exceeds the retrieval and request cost of the rewrite.
+    pub pack_min_live_fraction: f64,
 }
 
 impl Default for GcSettings {
     fn default() -> Self {
-        GcSettings { grace_secs: 3600 }
+        GcSettings {
+            grace_secs: 3600,
+            pack_min_live_fraction: 0.5,
+        }
     }
 }
 
@@ -435,6 +446,12 @@ impl Settings {
         }
         self.tiers.validate(&self.connections)?;
         self.scrub.validate()?;
+        if !(0.0..=1.0).contains(&self.gc.pack_min_live_fraction) {
+            return Err(Error::invalid(format!(
+                "gc.pack_min_live_fraction = {}: expected 0 to 1",
+                self.gc.pack_min_live_fraction
+            )));
+        }
         self.durability.validate()?;
         policy::validate(
             &self.policy,

@@ -775,3 +775,154 @@ async fn waiting_for_a_hot_blob_reads_no_chunk() {
     assert_eq!(reads() - before, chunks);
     store.close().await.expect("close");
 }
+
+/// The pack files in a local tier directory.
+fn warm_pack_files(root: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(root.join("data").join("warm"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| format!("warm/{}", e.file_name().to_string_lossy()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Sparse-pack rewrite: blobs moved to warm together share packs; once most are
+/// deleted, gc (no grace period) rewrites the packs left below half live into new
+/// packs, deletes the old objects, and every surviving blob reads back from warm alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_rewrites_sparse_packs_and_deletes_dead_ones() {
+    let env = open_env(|s| {
+        s.tiers.promote = false;
+        s.gc.grace_secs = 0;
+    })
+    .await;
+    let warm_dir = env.dir.path().join("warm");
+    let mut blobs = Vec::new();
+    let mut all = Vec::new();
+    for seed in 0..8u64 {
+        let data = random_bytes(120_000, 200 + seed);
+        let id = env.store.put(data.clone()).await.expect("put").id;
+        all.extend(chunk_ids(&env.store, &id).await);
+        blobs.push((id, data));
+    }
+    // One move of all chunks: the blobs share packs.
+    env.store.move_chunks(&all, Tier::Warm).await.expect("move");
+    let before = warm_pack_files(&warm_dir);
+    assert!(before.len() >= 3, "{before:?}");
+    // Keep blobs 0 and 7 (first and last pack), delete the rest.
+    for (id, _) in &blobs[1..7] {
+        env.store.delete(id).await.expect("delete");
+    }
+    env.clock.advance(1);
+    let report = env.store.gc().await.expect("gc");
+    assert!(report.packs_rewritten >= 1, "{report:?}");
+    assert!(report.bytes_rewritten > 0, "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert!(report.requests > report.packs_deleted, "{report:?}");
+    // Every pack object left is named by a record with copies in it, at least half
+    // live; every other object is gone.
+    let after = warm_pack_files(&warm_dir);
+    assert_eq!(
+        report.packs_deleted as usize,
+        before.iter().filter(|p| !after.contains(p)).count(),
+        "{report:?}"
+    );
+    for p in &after {
+        let rec = env
+            .store
+            .meta()
+            .pack(p)
+            .await
+            .expect("pack")
+            .expect("recorded");
+        let copies = env.store.meta().pack_locations(p).await.expect("copies");
+        assert!(!copies.is_empty(), "{p} has copies");
+        let live: u64 = copies.iter().map(|l| l.length).sum();
+        assert_eq!(rec.live_bytes, live, "{p}");
+        assert!(live * 2 >= rec.size, "{p}: {live} of {} live", rec.size);
+    }
+    for (id, data) in [&blobs[0], &blobs[7]] {
+        assert!(env.store.get(id).await.expect("get") == *data);
+    }
+    let verify = env.store.verify(None).await.expect("verify");
+    assert!(verify.is_clean(), "{verify}");
+    // Nothing left to do.
+    let again = env.store.gc().await.expect("gc");
+    assert_eq!(
+        (again.packs_rewritten, again.packs_deleted),
+        (0, 0),
+        "{again:?}"
+    );
+}
+
+/// Orphans: a move whose upload succeeded and whose commit failed leaves an object no
+/// record names. gc keeps it through the grace period (a put may be about to commit
+/// it) and deletes it after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_deletes_orphan_pack_objects_only_after_the_grace_period() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Mutex;
+    use strata::meta::faults::FaultyMeta;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(T0);
+    let warm_dir = dir.path().join("warm");
+    let (_warm, _cold, mut components) =
+        support::counted_local_tiers(&warm_dir, &dir.path().join("cold"), clock.clone(), 0);
+    let slot: Arc<Mutex<Option<Arc<FaultyMeta>>>> = Arc::default();
+    let fill = slot.clone();
+    components.wrap_meta = Some(Box::new(move |inner| {
+        let f = FaultyMeta::new(inner);
+        *fill.lock().expect("slot") = Some(f.clone());
+        f
+    }));
+    let mut s = support::small_pack_settings(dir.path());
+    s.tiers.promote = false;
+    s.gc.grace_secs = 3600;
+    let store = Store::open_with(s, components).await.expect("open");
+    let meta = slot.lock().expect("slot").clone().expect("wrapped");
+    let data = random_bytes(300_000, 300);
+    let id = store.put(data.clone()).await.expect("put").id;
+
+    // `fail_commit` fails commits, `commit_placement` among them.
+    meta.fail_commit.store(true, Ordering::SeqCst);
+    // The pack is uploaded, then the commit fails: the move fails, nothing recorded.
+    let err = store
+        .move_blob(&id, Tier::Warm)
+        .await
+        .expect_err("commit fails");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    meta.fail_commit.store(false, Ordering::SeqCst);
+    let orphans = warm_pack_files(&warm_dir);
+    assert!(!orphans.is_empty(), "the upload happened");
+    for p in &orphans {
+        assert_eq!(store.meta().pack(p).await.expect("pack"), None);
+    }
+
+    // Within the grace period it stays.
+    clock.advance(3_000_000);
+    let report = store.gc().await.expect("gc");
+    assert_eq!(report.orphan_packs_deleted, 0, "{report:?}");
+    assert_eq!(warm_pack_files(&warm_dir), orphans);
+    // A later move of the same blob writes its own objects, beside the orphans.
+    store.move_blob(&id, Tier::Warm).await.expect("move");
+    let live = packs_of(&store, &id, Tier::Warm).await;
+    assert!(live.iter().all(|p| !orphans.contains(p)), "{live:?}");
+
+    clock.advance(700_000);
+    let report = store.gc().await.expect("gc");
+    assert_eq!(
+        report.orphan_packs_deleted,
+        orphans.len() as u64,
+        "{report:?}"
+    );
+    assert!(report.warm_bytes_reclaimed > 0, "{report:?}");
+    let mut left = warm_pack_files(&warm_dir);
+    left.sort();
+    let mut want = live.clone();
+    want.sort();
+    assert_eq!(left, want, "only the recorded packs remain");
+    assert!(store.get(&id).await.expect("get") == data);
+    store.close().await.expect("close");
+}

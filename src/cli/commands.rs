@@ -162,6 +162,18 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
                     report.cold_bytes_reclaimed,
                     report.unreferenced_kept
                 )?;
+                say!(
+                    "rewrote {} sparse packs ({} bytes written), deleted {} orphan pack objects, kept {} sparse cold packs whose compaction would not pay, requested {} restores; {} object store requests",
+                    report.packs_rewritten,
+                    report.bytes_rewritten,
+                    report.orphan_packs_deleted,
+                    report.packs_kept_by_cost,
+                    report.restores_requested,
+                    report.requests
+                )?;
+                for e in &report.errors {
+                    say!("error: {e}")?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

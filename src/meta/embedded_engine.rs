@@ -452,6 +452,27 @@ impl EngineStore for EmbeddedMeta {
         .await
     }
 
+    async fn sparse_packs(
+        &self,
+        max_live_fraction: f64,
+        created_before_ms: u64,
+        now_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PackRecord>> {
+        let after = after.map(str::to_string);
+        self.blocking(move |inner| {
+            inner.sparse_packs(
+                max_live_fraction,
+                created_before_ms,
+                now_ms,
+                after.as_deref(),
+                limit,
+            )
+        })
+        .await
+    }
+
     async fn delete_dead_pack(
         &self,
         name: &str,

@@ -44,6 +44,32 @@ impl Inner {
         Ok(out)
     }
 
+    /// See [`EngineStore::sparse_packs`](crate::meta::EngineStore::sparse_packs).
+    pub(super) fn sparse_packs(
+        &self,
+        max_live_fraction: f64,
+        created_before_ms: u64,
+        now_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PackRecord>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.scan_packs(after, |p| {
+            let sparse = (p.live_bytes as f64) < p.size as f64 * max_live_fraction;
+            if sparse
+                && is_collectable(&p, created_before_ms, now_ms)
+                && !self.pack_is_empty(&p.id)?
+            {
+                out.push(p);
+            }
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
     /// See [`EngineStore::delete_dead_pack`](crate::meta::EngineStore::delete_dead_pack).
     pub(super) fn delete_dead_pack(
         &self,

@@ -257,6 +257,19 @@ pub trait EngineStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<PackRecord>>;
 
+    /// Packs pack GC rewrites: some copy still names them, but their live bytes are
+    /// below `max_live_fraction` of their size; created at or before `created_before_ms`
+    /// and past their `min_keep_until_ms` at `now_ms`. By name after `after`, at most
+    /// `limit`.
+    async fn sparse_packs(
+        &self,
+        max_live_fraction: f64,
+        created_before_ms: u64,
+        now_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PackRecord>>;
+
     /// Delete pack record `name` if it is still dead by [`Self::dead_packs`]'s rule, in
     /// one atomic step; returns whether it was deleted. Its object may be deleted only
     /// after this returns `true`.

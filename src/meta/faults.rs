@@ -265,6 +265,19 @@ impl EngineStore for FaultyMeta {
             .dead_packs(created_before_ms, now_ms, after, limit)
             .await
     }
+    async fn sparse_packs(
+        &self,
+        max_live_fraction: f64,
+        created_before_ms: u64,
+        now_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PackRecord>> {
+        self.check("sparse_packs", None)?;
+        self.inner
+            .sparse_packs(max_live_fraction, created_before_ms, now_ms, after, limit)
+            .await
+    }
     async fn delete_dead_pack(
         &self,
         name: &str,

@@ -155,6 +155,11 @@ pub struct CostsSettings {
     pub hot_gb_month: f64,
     /// Per storage class name (`STANDARD`, `GLACIER`, ...), per GB-month.
     pub storage_gb_month: BTreeMap<String, f64>,
+    /// Per storage class name, per GB read back (retrieval, including a restore's);
+    /// what compacting a cold pack costs besides its requests.
+    pub retrieval_gb: BTreeMap<String, f64>,
+    /// Per 1,000 requests (PUT, GET, HEAD, DELETE, restore), any class.
+    pub requests_per_1000: f64,
 }
 
 impl Default for CostsSettings {
@@ -169,9 +174,21 @@ impl Default for CostsSettings {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        let retrieval_gb = [
+            ("STANDARD", 0.0),
+            ("STANDARD_IA", 0.01),
+            ("GLACIER_IR", 0.03),
+            ("GLACIER", 0.01),
+            ("DEEP_ARCHIVE", 0.02),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
         CostsSettings {
             hot_gb_month: 0.08,
             storage_gb_month,
+            retrieval_gb,
+            requests_per_1000: 0.05,
         }
     }
 }

@@ -74,6 +74,26 @@ pub struct GcReport {
     pub warm_bytes_reclaimed: u64,
     /// Bytes of the cold pack objects deleted.
     pub cold_bytes_reclaimed: u64,
+    /// Sparse packs rewritten (their live chunks moved to new packs; the old objects
+    /// are deleted as dead packs, in this run unless a copy in them was damaged).
+    pub packs_rewritten: u64,
+    /// Bytes of the new pack objects those rewrites wrote.
+    pub bytes_rewritten: u64,
+    /// Sparse cold packs left as they are because compacting them would cost more
+    /// than the storage it saves over 90 days (`[costs]`).
+    pub packs_kept_by_cost: u64,
+    /// Sparse archived packs whose restore was requested so that a later run can
+    /// rewrite them.
+    pub restores_requested: u64,
+    /// Pack objects no record names, deleted after the grace period (uploads whose
+    /// commit never came, runs that died between a pack record's delete and its
+    /// object's).
+    pub orphan_packs_deleted: u64,
+    /// Object store requests made: listings, DELETEs, and for rewrites one ranged GET
+    /// per pack read plus a PUT and a HEAD per pack written.
+    pub requests: u64,
+    /// Per-pack failures (the run goes on past them; a later run retries).
+    pub errors: Vec<String>,
 }
 
 impl Store {
@@ -210,40 +230,8 @@ impl Store {
         }
         self.sweep_unconfirmed(&mut report).await?;
         report.hot_bytes_reclaimed = self.inner.hot.reclaim().await?;
-        self.collect_dead_packs(cutoff, &mut report).await?;
+        self.collect_packs(cutoff, &mut report).await?;
         Ok(report)
-    }
-
-    /// Delete the pack objects no copy names any more, created before `cutoff` (the
-    /// grace period: a writer may record a pack just before its copies) and past their
-    /// class's minimum storage duration. The record goes first, in one atomic step with
-    /// the check that the pack is still dead; the object after. A crash between leaves
-    /// an object no record names (an orphan, reclaimed by an orphan sweep), never a
-    /// record, or a copy, naming a deleted object.
-    async fn collect_dead_packs(&self, cutoff: u64, report: &mut GcReport) -> Result<()> {
-        let now = self.now_ms();
-        let meta = &self.inner.meta;
-        let mut after: Option<String> = None;
-        loop {
-            let page = meta.dead_packs(cutoff, now, after.as_deref(), PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            for p in &page {
-                if !meta.delete_dead_pack(&p.id, cutoff, now).await? {
-                    continue; // a copy was recorded in it meanwhile
-                }
-                self.inner.tiers.get(p.tier)?.store().delete(&p.id).await?;
-                report.packs_deleted += 1;
-                match p.tier {
-                    Tier::Cold => report.cold_bytes_reclaimed += p.size,
-                    _ => report.warm_bytes_reclaimed += p.size,
-                }
-            }
-            if page.len() < PAGE {
-                break;
-            }
-        }
-        Ok(())
     }
 
     /// Delete hot chunks whose writes were never confirmed as recorded (DESIGN §3: a

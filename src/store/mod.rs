@@ -12,6 +12,7 @@ mod engine_support;
 mod fetch;
 mod foreground;
 mod identity;
+mod pack_gc;
 mod promote;
 mod put;
 mod put_existing;

@@ -25,7 +25,7 @@ use super::Store;
 use crate::error::{ErrorKind, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::model::{BlobRecord, Health, Location, ManifestEntry, Tier, VerifyRecord};
-use crate::tier::{pack_name, parse_pack_name, ChunkRead};
+use crate::tier::{parse_pack_name, ChunkRead};
 
 /// Chunks whose copies are looked up per metadata round trip.
 const PAGE: usize = 1024;
@@ -274,7 +274,7 @@ impl Store {
                 found: Err(Verdict::Damaged(Health::Corrupt, e.to_string())),
                 size_mismatch: None,
             },
-            Ok((tier, id)) => {
+            Ok((tier, _)) => {
                 let record = self.inner.meta.pack(name).await?;
                 let pack_tier = self.inner.tiers.get(tier)?;
                 run.report.tier_mut(tier).objects_checked += 1;
@@ -285,7 +285,7 @@ impl Store {
                         CheckMethod::Hash
                     }
                 };
-                match pack_tier.store().head(&pack_name(tier, &id)).await {
+                match pack_tier.store().head(name).await {
                     Ok(head) => PackCheck {
                         method: method_for(head.storage_class.needs_restore()),
                         found: Ok(head.size),

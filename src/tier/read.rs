@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 
-use super::{pack_name, parse_pack_name, Tiers};
+use super::{parse_pack_name, Tiers};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::ChunkId;
 use crate::model::{Location, Tier};
@@ -218,8 +218,8 @@ async fn truncated_at(tiers: &Tiers, tier: Tier, pack: &str, end: u64, e: &Error
         return None;
     }
     let t = tiers.get(tier).ok()?;
-    let (kind, id) = parse_pack_name(pack).ok()?;
-    let meta = t.store().head(&pack_name(kind, &id)).await.ok()?;
+    parse_pack_name(pack).ok()?;
+    let meta = t.store().head(pack).await.ok()?;
     (meta.size < end).then_some(meta.size)
 }
 
@@ -250,9 +250,9 @@ impl JobState {
             if self.body.is_none() {
                 let job = &self.job;
                 let body = match (tiers.get(job.tier), parse_pack_name(&job.pack)) {
-                    (Ok(t), Ok((tier, id))) => {
+                    (Ok(t), Ok(_)) => {
                         t.store()
-                            .get_range_stream(&pack_name(tier, &id), job.range.clone())
+                            .get_range_stream(&job.pack, job.range.clone())
                             .await
                     }
                     (Err(e), _) | (_, Err(e)) => Err(e),

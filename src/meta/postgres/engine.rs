@@ -320,6 +320,18 @@ impl EngineStore for PostgresMeta {
             .await
     }
 
+    async fn sparse_packs(
+        &self,
+        max_live_fraction: f64,
+        created_before_ms: u64,
+        now_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PackRecord>> {
+        self.sparse_packs_impl(max_live_fraction, created_before_ms, now_ms, after, limit)
+            .await
+    }
+
     async fn delete_dead_pack(
         &self,
         name: &str,

@@ -270,6 +270,48 @@ impl PostgresMeta {
         rows.iter().map(pack_from_row).collect()
     }
 
+    /// See [`EngineStore::sparse_packs`]: the live bytes and copy count kept by the
+    /// location triggers. Packs are few (hundreds of chunks each): a scan of their
+    /// table is cheap beside the rewrite it leads to.
+    pub(super) async fn sparse_packs_impl(
+        &self,
+        max_live_fraction: f64,
+        created_before_ms: u64,
+        now_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PackRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (before, now) = (i64_of(created_before_ms, "cutoff")?, i64_of(now_ms, "now")?);
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {PACK_COLUMNS} FROM packs WHERE chunks > 0 \
+             AND live_bytes::float8 < size::float8 * $1 AND created_ms <= $2 \
+             AND (min_keep_until_ms IS NULL OR min_keep_until_ms <= $3) \
+             AND id COLLATE \"C\" > $4 ORDER BY id COLLATE \"C\" LIMIT $5"
+        );
+        let st = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(self.err("prepare"))?;
+        let rows = client
+            .query(
+                &st,
+                &[
+                    &max_live_fraction,
+                    &before,
+                    &now,
+                    &after.unwrap_or(""),
+                    &limit_of(limit),
+                ],
+            )
+            .await
+            .map_err(self.err("list sparse packs"))?;
+        rows.iter().map(pack_from_row).collect()
+    }
+
     /// See [`EngineStore::delete_dead_pack`]. The row lock of the DELETE orders it with
     /// the location triggers, which update the pack's copy count in the transaction
     /// that adds a copy: a copy committed first keeps the pack.

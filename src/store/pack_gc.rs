@@ -1,0 +1,252 @@
+//! Pack GC (docs/tiers.md, "Pack GC"): the warm and cold side of `gc`.
+//!
+//! 1. Sparse packs are rewritten: a pack whose live bytes fell below
+//!    `[gc] pack_min_live_fraction` of its size has its live chunks read (verified),
+//!    packed into a new pack, uploaded and verified, and committed in one step that
+//!    adds the new copies and removes the old ones. A cold pack is compacted only past
+//!    its minimum storage duration and when the storage saved over 90 days exceeds the
+//!    retrieval and request cost (`[costs]`); an archived one is read only once a
+//!    restore completes (the read requests it, a later run rewrites it).
+//! 2. Dead packs (no copy names them) are deleted: the record first, in one atomic step
+//!    with the check, the object after.
+//! 3. Orphans are deleted: objects under the tiers' pack prefixes that no record names,
+//!    last written before the grace period (an upload whose commit never came, a pack
+//!    whose record was deleted by a run that died before deleting the object). Younger
+//!    ones may belong to a put in flight and are left.
+
+use bytes::Bytes;
+
+use super::admin::GcReport;
+use super::Store;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::ChunkId;
+use crate::meta::{PackRecord, PlacementChange};
+use crate::model::{Health, Location, Tier};
+use crate::object::StorageClass;
+use crate::tier::parse_pack_name;
+
+/// Packs listed per metadata round trip.
+const PAGE: usize = 256;
+/// Bytes in a GB, as prices count them.
+const GB: f64 = 1e9;
+/// The horizon over which compacting a cold pack must pay for itself, in months.
+const PAYBACK_MONTHS: f64 = 3.0;
+
+impl Store {
+    /// Steps 1 to 3 of the module docs, for packs created before `cutoff`.
+    pub(super) async fn collect_packs(&self, cutoff: u64, report: &mut GcReport) -> Result<()> {
+        self.rewrite_sparse_packs(cutoff, report).await?;
+        self.collect_dead_packs(cutoff, report).await?;
+        self.sweep_orphan_packs(cutoff, report).await
+    }
+
+    async fn rewrite_sparse_packs(&self, cutoff: u64, report: &mut GcReport) -> Result<()> {
+        let fraction = self.inner.settings.gc.pack_min_live_fraction;
+        if fraction <= 0.0 {
+            return Ok(());
+        }
+        let now = self.now_ms();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .inner
+                .meta
+                .sparse_packs(fraction, cutoff, now, after.as_deref(), PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for p in &page {
+                if p.tier == Tier::Cold && !self.compaction_pays(p) {
+                    report.packs_kept_by_cost += 1;
+                    continue;
+                }
+                match self.rewrite_pack(p, report).await {
+                    Ok(()) => {}
+                    // The read asked for the restore; a later run rewrites it.
+                    Err(e) if e.kind() == ErrorKind::RestorePending => {
+                        report.restores_requested += 1;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Closed => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(pack = %p.id, error = %e, "pack rewrite failed");
+                        report.errors.push(format!("rewriting pack {}: {e}", p.id));
+                    }
+                }
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether compacting cold pack `p` saves more over [`PAYBACK_MONTHS`] than reading
+    /// it back and writing its live bytes again costs.
+    fn compaction_pays(&self, p: &PackRecord) -> bool {
+        let costs = &self.inner.settings.costs;
+        let class = p.storage_class.as_str();
+        let storage = costs.storage_gb_month.get(class).copied().unwrap_or(0.0);
+        let retrieval = costs.retrieval_gb.get(class).copied().unwrap_or(0.0);
+        let dead_gb = p.size.saturating_sub(p.live_bytes) as f64 / GB;
+        let saved = dead_gb * storage * PAYBACK_MONTHS;
+        // Restore (archive classes), GET, PUT, HEAD, DELETE.
+        let requests = if p.storage_class.needs_restore() {
+            5.0
+        } else {
+            4.0
+        };
+        let cost = p.size as f64 / GB * retrieval + requests * costs.requests_per_1000 / 1000.0;
+        saved > cost
+    }
+
+    /// Move the live copies of pack `p` into new packs of its tier (write → verify →
+    /// commit → the old copies' removal in the same commit). Copies that fail
+    /// verification are marked and left in the old pack, which then stays until scrub
+    /// has repaired them elsewhere.
+    async fn rewrite_pack(&self, p: &PackRecord, report: &mut GcReport) -> Result<()> {
+        let _op = self.begin().await?;
+        let copies = self.inner.meta.pack_locations(&p.id).await?;
+        let wants: Vec<(ChunkId, Option<u32>, Vec<Location>)> = copies
+            .iter()
+            .filter(|l| l.health == Health::Ok)
+            .map(|l| (l.chunk, None, vec![l.clone()]))
+            .collect();
+        if wants.is_empty() {
+            return Ok(());
+        }
+        report.requests += 1;
+        let mut chunks: Vec<(ChunkId, Bytes)> = Vec::with_capacity(wants.len());
+        let mut moved: Vec<Location> = Vec::with_capacity(wants.len());
+        for ((id, _, locs), got) in wants.iter().zip(self.read_shared(&wants).await) {
+            match got {
+                Ok(bytes) => {
+                    chunks.push((*id, bytes));
+                    moved.extend(locs.iter().cloned());
+                }
+                Err(e) if e.kind() == ErrorKind::RestorePending => return Err(e),
+                Err(e) if e.kind() == ErrorKind::Corrupt => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let tier = self.inner.tiers.get(p.tier)?;
+        let template = tier.builder();
+        let built = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let mut builder = template.empty_like();
+            for (id, bytes) in &chunks {
+                builder.add_verified(*id, bytes)?;
+                if builder.is_full() {
+                    let full = std::mem::replace(&mut builder, template.empty_like());
+                    out.push(full.finish()?);
+                }
+            }
+            if !builder.is_empty() {
+                out.push(builder.finish()?);
+            }
+            Ok::<_, Error>(out)
+        })
+        .await??;
+        let mut packs = Vec::new();
+        let mut add = Vec::new();
+        for b in built {
+            let mut written = tier.upload(b, self.now_ms()).await?;
+            report.requests += 2;
+            report.bytes_rewritten += written.record.size;
+            written.record.class = p.class.clone();
+            packs.push(written.record);
+            add.extend(written.locations);
+        }
+        let change = PlacementChange {
+            packs,
+            add,
+            remove: moved,
+            node: self.inner.node.clone(),
+            ..Default::default()
+        };
+        self.inner.meta.commit_placement(None, &change).await?;
+        report.packs_rewritten += 1;
+        Ok(())
+    }
+
+    /// Delete the pack objects no copy names any more, created before `cutoff` (the
+    /// grace period: a writer may record a pack just before its copies) and past their
+    /// class's minimum storage duration. The record goes first, in one atomic step with
+    /// the check that the pack is still dead; the object after. A crash between leaves
+    /// an object no record names (an orphan, which the sweep below deletes), never a
+    /// record, or a copy, naming a deleted object.
+    async fn collect_dead_packs(&self, cutoff: u64, report: &mut GcReport) -> Result<()> {
+        let now = self.now_ms();
+        let meta = &self.inner.meta;
+        let mut after: Option<String> = None;
+        loop {
+            let page = meta.dead_packs(cutoff, now, after.as_deref(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for p in &page {
+                if !meta.delete_dead_pack(&p.id, cutoff, now).await? {
+                    continue; // a copy was recorded in it meanwhile
+                }
+                self.pause_at("pack-delete").await;
+                self.inner.tiers.get(p.tier)?.store().delete(&p.id).await?;
+                report.requests += 1;
+                report.packs_deleted += 1;
+                match p.tier {
+                    Tier::Cold => report.cold_bytes_reclaimed += p.size,
+                    _ => report.warm_bytes_reclaimed += p.size,
+                }
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete pack objects no record names that were last written before `cutoff`.
+    /// An object of an archive class is kept until its minimum storage duration has
+    /// passed since it was written (deleting earlier is billed as if kept).
+    async fn sweep_orphan_packs(&self, cutoff: u64, report: &mut GcReport) -> Result<()> {
+        let now = self.now_ms();
+        let mut seen = std::collections::HashSet::new();
+        for tier in [Tier::Warm, Tier::Cold] {
+            let pack_tier = self.inner.tiers.get(tier)?;
+            let store = pack_tier.store();
+            // Warm and cold may share one bucket: list each store once per prefix.
+            if !seen.insert((store.describe(), tier)) {
+                continue;
+            }
+            let prefix = format!("{}/", tier.as_str());
+            let objects = store.list(&prefix).await?;
+            report.requests += 1;
+            for o in objects {
+                // Only names a pack could have: anything else is not ours to delete.
+                if parse_pack_name(&o.key).is_err() {
+                    continue;
+                }
+                let Some(written) = o.last_modified_ms else {
+                    continue;
+                };
+                let min_keep = written.saturating_add(
+                    o.storage_class
+                        .min_storage_days()
+                        .saturating_mul(86_400_000),
+                );
+                if written > cutoff || (o.storage_class != StorageClass::Standard && min_keep > now)
+                {
+                    continue;
+                }
+                if self.inner.meta.pack(&o.key).await?.is_some() {
+                    continue;
+                }
+                store.delete(&o.key).await?;
+                report.requests += 1;
+                report.orphan_packs_deleted += 1;
+                match tier {
+                    Tier::Cold => report.cold_bytes_reclaimed += o.size,
+                    _ => report.warm_bytes_reclaimed += o.size,
+                }
+            }
+        }
+        Ok(())
+    }
+}
