@@ -122,10 +122,7 @@ impl Store {
                     "no copy names it: pack gc deletes the record after the grace period".into(),
                 )
             } else {
-                Repair::Repaired(format!(
-                    "{} copies marked missing; scrub replaces them from other copies",
-                    copies.len()
-                ))
+                Repair::Marked(format!("{} copies marked missing", copies.len()))
             });
         }
         run.push(p);
@@ -188,10 +185,16 @@ impl Store {
                 "copy ends past the pack object's end",
             )
             .await?;
-            p.repair = Some(Repair::NotRepaired(format!(
-                "the object is damaged: {} copies past its end marked corrupt for scrub to replace; pack gc deletes it once no copy names it",
-                past_end.len()
-            )));
+            p.repair = Some(if past_end.is_empty() {
+                Repair::NotRepaired(
+                    "the object is damaged; its copies are checked as they are read, and pack gc deletes it once no copy names it".into(),
+                )
+            } else {
+                Repair::Marked(format!(
+                    "{} copies past the object's end marked corrupt",
+                    past_end.len()
+                ))
+            });
         }
         run.push(p);
         Ok(())
@@ -228,9 +231,7 @@ impl Store {
                     "not in the pack's index",
                 )
                 .await?;
-                p.repair = Some(Repair::Repaired(
-                    "copy marked corrupt; scrub replaces it from another copy".into(),
-                ));
+                p.repair = Some(Repair::Marked("copy marked corrupt".into()));
             }
             run.push(p);
         }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::id::ChunkId;
 
 /// Which invariant a problem breaks (docs/integrity.md has the list and the repairs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemKind {
     /// A referenced chunk has no healthy copy this node can read (a shared warm or
@@ -71,6 +71,10 @@ impl fmt::Display for ProblemKind {
 pub enum Repair {
     /// Fixed, as described.
     Repaired(String),
+    /// The damage was recorded in metadata: the copies concerned are marked `missing`
+    /// or `corrupt`, so reads skip them and scrub replaces them from other copies. The
+    /// problem stays until then (or until gc drops the copies).
+    Marked(String),
     /// Left as it is, for the reason given.
     NotRepaired(String),
 }
@@ -136,6 +140,7 @@ impl fmt::Display for Problem {
         match &self.repair {
             None => Ok(()),
             Some(Repair::Repaired(what)) => write!(f, " (repaired: {what})"),
+            Some(Repair::Marked(what)) => write!(f, " (marked: {what})"),
             Some(Repair::NotRepaired(why)) => write!(f, " (not repaired: {why})"),
         }
     }
