@@ -50,7 +50,11 @@ fn fsck_exit_status_json_and_repair() {
     assert!(v["packs_checked"].as_u64().unwrap() >= 1, "{v}");
     let out = strata(&data_dir, &["fsck"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out.stdout).contains("0 problems"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("0 problems"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // A reference count bumped behind the store's back.
     let victim = {
@@ -76,7 +80,9 @@ fn fsck_exit_status_json_and_repair() {
     assert_eq!(out.status.code(), Some(1));
     let lines = text(&out.stdout);
     assert!(
-        lines.contains(&format!("refcount_mismatch chunk {victim}: reference count is 2")),
+        lines.contains(&format!(
+            "refcount_mismatch chunk {victim}: reference count is 2"
+        )),
         "{lines}"
     );
 

@@ -69,7 +69,9 @@ async fn fsck_on_postgres_and_moto() {
     let packs = meta.list_packs(None, 1000).await.expect("packs");
     let warm_packs: Vec<_> = packs.iter().filter(|p| p.tier == Tier::Warm).collect();
     assert!(warm_packs.len() >= 2, "{packs:?}");
-    assert!(packs.iter().any(|p| p.storage_class == StorageClass::Glacier));
+    assert!(packs
+        .iter()
+        .any(|p| p.storage_class == StorageClass::Glacier));
 
     let clean = store.fsck(false).await.expect("fsck");
     assert!(clean.problems.is_empty(), "{clean}");

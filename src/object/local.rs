@@ -555,6 +555,10 @@ impl Inner {
     }
 }
 
+/// A directory entry as a page walk sorts it: `(order, name, is_dir)`, see
+/// [`KeyPage::smallest_entries`].
+type DirEntry = (String, String, bool);
+
 /// One page of keys in key order, collected by a walk of the data directory that holds
 /// at most `limit` entries of each directory on its path in memory: a bucket of any size
 /// lists in bounded memory (each page reads the directories it passes again).
@@ -605,14 +609,13 @@ impl KeyPage<'_> {
         rel: &str,
         cursor: Option<&str>,
         need: usize,
-    ) -> Result<(Vec<(String, String, bool)>, bool)> {
+    ) -> Result<(Vec<DirEntry>, bool)> {
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if missing(&e) => return Ok((Vec::new(), false)),
             Err(e) => return Err(Error::from(e).context_prefix(format!("list {}", dir.display()))),
         };
-        let mut best: std::collections::BinaryHeap<(String, String, bool)> =
-            std::collections::BinaryHeap::new();
+        let mut best: std::collections::BinaryHeap<DirEntry> = std::collections::BinaryHeap::new();
         let mut more = false;
         for entry in entries {
             let entry = entry?;
