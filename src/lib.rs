@@ -39,4 +39,4 @@ pub use error::{Error, ErrorKind, Result};
 pub use id::{BlobId, ChunkId};
 pub use model::{BlobRecord, ChunkerParams, Health, ManifestEntry, Tier};
 pub use settings::Settings;
-pub use store::{PutReceipt, Stat, Store, VerifyReport};
+pub use store::{FsckReport, PutReceipt, Stat, Store, VerifyReport};

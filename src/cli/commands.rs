@@ -143,6 +143,15 @@ async fn dispatch(store: &Store, command: Command) -> Result<ExitCode> {
             }
             Ok(report.exit_code())
         }
+        Command::Fsck { json, repair } => {
+            let report = store.fsck(repair).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                say!("{}", report.to_string().trim_end())?;
+            }
+            Ok(report.exit_code())
+        }
         Command::Gc { json } => {
             let report = store.gc().await?;
             if json {

@@ -4,7 +4,7 @@
 //!
 //! - 0: success. Also when standard output's reader went away before everything was
 //!   printed (`strata ls | head -1`): the work was done, and a closed pipe is a normal
-//!   end of output. `verify` still exits 1 if it found damage.
+//!   end of output. `verify` and `fsck` still exit 1 if they found damage.
 //! - 1: an error, named on standard error (`strata: not found: ...`). Also when
 //!   standard output cannot be written for another reason (a full disk).
 //! - 2: a usage error, found before the store is opened: an unknown command or option,
@@ -135,6 +135,19 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Check every invariant between metadata and stored bytes (reference counts, a
+    /// healthy copy of every referenced chunk, pack indexes against recorded copies,
+    /// objects without records and records without objects, live bytes); one line per
+    /// problem. Exit 1 if an invariant is broken (orphans awaiting their grace period
+    /// do not count).
+    Fsck {
+        /// Print the report as JSON (problems as a list, each with a `kind`).
+        #[arg(long)]
+        json: bool,
+        /// Fix what can be fixed without losing data, and say what could not be.
+        #[arg(long)]
+        repair: bool,
     },
     /// Reclaim chunks no blob has referenced for longer than `gc.grace_secs`.
     Gc {

@@ -22,6 +22,8 @@ use crate::settings::HotSettings;
 
 #[path = "embedded_engine.rs"]
 mod engine;
+#[path = "embedded_fsck.rs"]
+mod fsck;
 #[path = "embedded_index.rs"]
 mod index;
 #[path = "embedded_packs.rs"]
@@ -673,35 +675,13 @@ impl MetaStore for EmbeddedMeta {
     }
 
     async fn refcount_mismatches(&self) -> Result<Vec<RefcountMismatch>> {
-        self.blocking(|inner| {
-            let db = &inner.db;
-            let mut actual: HashMap<ChunkId, u64> = HashMap::new();
-            for item in db.iterator_cf(cf(db, rocks::CF_MANIFEST)?, IteratorMode::Start) {
-                let (k, v) = item?;
-                *actual.entry(decode_manifest(&k, &v)?.chunk).or_default() += 1;
-            }
-            let mut out = Vec::new();
-            for item in db.iterator_cf(cf(db, rocks::CF_CHUNK_META)?, IteratorMode::Start) {
-                let (k, v) = item?;
-                let rec = decode_chunk(&k, &v)?;
-                let n = actual.remove(&rec.id).unwrap_or(0);
-                if n != rec.refcount {
-                    out.push(RefcountMismatch {
-                        chunk: rec.id,
-                        stored: rec.refcount,
-                        actual: n,
-                    });
-                }
-            }
-            out.extend(actual.into_iter().map(|(chunk, n)| RefcountMismatch {
-                chunk,
-                stored: 0,
-                actual: n,
-            }));
-            out.sort_by_key(|m| m.chunk);
-            Ok(out)
-        })
-        .await
+        self.blocking(|inner| inner.refcount_mismatches()).await
+    }
+
+    async fn repair_refcount(&self, mismatch: &RefcountMismatch, now_ms: u64) -> Result<bool> {
+        let mismatch = mismatch.clone();
+        self.blocking(move |inner| inner.repair_refcount(&mismatch, now_ms))
+            .await
     }
 
     async fn stats(&self) -> Result<MetaStats> {

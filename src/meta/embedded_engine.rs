@@ -484,6 +484,18 @@ impl EngineStore for EmbeddedMeta {
             .await
     }
 
+    async fn list_packs(&self, after: Option<&str>, limit: usize) -> Result<Vec<PackRecord>> {
+        let after = after.map(str::to_string);
+        self.blocking(move |inner| inner.list_packs(after.as_deref(), limit))
+            .await
+    }
+
+    async fn recount_pack_live_bytes(&self, name: &str) -> Result<Option<u64>> {
+        let name = name.to_string();
+        self.blocking(move |inner| inner.recount_pack_live_bytes(&name))
+            .await
+    }
+
     async fn restore_requests(&self, after: Option<&str>, limit: usize) -> Result<Vec<PackRecord>> {
         let after = after.map(str::to_string);
         self.blocking(move |inner| {

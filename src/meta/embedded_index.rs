@@ -170,7 +170,7 @@ pub(super) struct PackStats {
 }
 
 impl PackStats {
-    fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let mut v = self.copies.to_be_bytes().to_vec();
         v.extend_from_slice(&self.last_read.unwrap_or(u64::MAX).to_be_bytes());
         v.extend_from_slice(&self.live_bytes.unwrap_or(0).to_be_bytes());

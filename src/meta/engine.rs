@@ -280,6 +280,15 @@ pub trait EngineStore: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<bool>;
 
+    /// Every pack record by name after `after`, at most `limit`: a page of the pack
+    /// table, for checks that walk it all (`fsck`) in bounded memory.
+    async fn list_packs(&self, after: Option<&str>, limit: usize) -> Result<Vec<PackRecord>>;
+
+    /// Set pack `name`'s `live_bytes` to the sum of the lengths of the copies recorded
+    /// in it, counted and written in one atomic step. Returns the new value, or `None`
+    /// when the pack has no record.
+    async fn recount_pack_live_bytes(&self, name: &str) -> Result<Option<u64>>;
+
     /// Packs whose restore state is `Requested`, by pack name after `after`, at most
     /// `limit`.
     async fn restore_requests(&self, after: Option<&str>, limit: usize) -> Result<Vec<PackRecord>>;

@@ -139,6 +139,10 @@ impl MetaStore for FaultyMeta {
         self.check("refcount_mismatches", None)?;
         self.inner.refcount_mismatches().await
     }
+    async fn repair_refcount(&self, mismatch: &RefcountMismatch, now_ms: u64) -> Result<bool> {
+        self.check("repair_refcount", None)?;
+        self.inner.repair_refcount(mismatch, now_ms).await
+    }
     async fn stats(&self) -> Result<MetaStats> {
         self.check("stats", None)?;
         self.inner.stats().await
@@ -288,6 +292,14 @@ impl EngineStore for FaultyMeta {
         self.inner
             .delete_dead_pack(name, created_before_ms, now_ms)
             .await
+    }
+    async fn list_packs(&self, after: Option<&str>, limit: usize) -> Result<Vec<PackRecord>> {
+        self.check("list_packs", None)?;
+        self.inner.list_packs(after, limit).await
+    }
+    async fn recount_pack_live_bytes(&self, name: &str) -> Result<Option<u64>> {
+        self.check("recount_pack_live_bytes", None)?;
+        self.inner.recount_pack_live_bytes(name).await
     }
     async fn restore_requests(&self, after: Option<&str>, limit: usize) -> Result<Vec<PackRecord>> {
         self.check("restore_requests", None)?;

@@ -115,8 +115,20 @@ pub trait MetaStore: PlacementStore + EngineStore + Send + Sync + 'static {
     /// Release claims taken by `node` on these locations before their lease ends.
     async fn release_claims(&self, node: &str, locations: &[Location]) -> Result<()>;
 
-    /// Reference counts that disagree with the manifests (empty when consistent).
+    /// Reference counts that disagree with the manifests (empty when consistent), from
+    /// one consistent view of the metadata. Memory grows with the mismatches found,
+    /// not with the number of chunks.
     async fn refcount_mismatches(&self) -> Result<Vec<RefcountMismatch>>;
+
+    /// Set the reference count of `mismatch.chunk` to `mismatch.actual` if it is still
+    /// `mismatch.stored` (a compare-and-set), keeping its GC state consistent: a count
+    /// set to zero starts the grace period at `now_ms`, a count above zero leaves the GC
+    /// queue. Returns whether it was set; `false` also when the chunk has no record.
+    ///
+    /// Safe against concurrent puts and deletes when `mismatch` came from
+    /// [`refcount_mismatches`](Self::refcount_mismatches): they change a count and its
+    /// manifest entries together, so an unchanged count means an unchanged difference.
+    async fn repair_refcount(&self, mismatch: &RefcountMismatch, now_ms: u64) -> Result<bool>;
 
     /// Row counts and schema version.
     async fn stats(&self) -> Result<MetaStats>;

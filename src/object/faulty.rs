@@ -51,7 +51,8 @@ pub struct FaultyObjectStore {
 }
 
 impl FaultyObjectStore {
-    /// The names of the counted operations: the [`ObjectStore`] method names.
+    /// The names of the counted operations: the [`ObjectStore`] method names, except
+    /// that `list` counts pages ([`ObjectStore::list_page`] calls).
     pub const OPERATIONS: [&'static str; 9] = OPERATIONS;
 
     /// A wrapper around `inner` with every switch off.
@@ -206,9 +207,14 @@ impl ObjectStore for FaultyObjectStore {
         self.inner.delete(key).await
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectMeta>> {
         self.enter(5, false).await?;
-        self.inner.list(prefix).await
+        self.inner.list_page(prefix, start_after, limit).await
     }
 
     async fn copy(&self, from: &str, to: &str, class: StorageClass) -> Result<()> {

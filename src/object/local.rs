@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     check_range, validate_key, validate_prefix, ObjectMeta, ObjectStore, RestoreStatus,
-    StorageClass, DAY_MS,
+    StorageClass, DAY_MS, LIST_PAGE,
 };
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
@@ -192,10 +192,17 @@ impl ObjectStore for LocalObjectStore {
         self.blocking(move |s| s.delete(&key)).await
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectMeta>> {
         validate_prefix(prefix)?;
         let prefix = prefix.to_string();
-        self.blocking(move |s| s.list(&prefix)).await
+        let start_after = start_after.map(str::to_string);
+        self.blocking(move |s| s.list_page(&prefix, start_after.as_deref(), limit))
+            .await
     }
 
     async fn copy(&self, from: &str, to: &str, class: StorageClass) -> Result<()> {
@@ -358,21 +365,38 @@ impl Inner {
         Ok(())
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectMeta>> {
         let data_root = self.root.join("data");
         // Walk only the deepest directory the prefix names in full.
         let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
-        let mut keys = Vec::new();
-        walk(&data_root.join(dir_part), dir_part, &mut keys)?;
-        keys.retain(|k| k.starts_with(prefix));
-        keys.sort();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            match self.head(&key) {
-                Ok(meta) => out.push(meta),
-                // Deleted while we listed.
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+        let mut out: Vec<ObjectMeta> = Vec::with_capacity(limit.min(LIST_PAGE));
+        let mut after = start_after.map(str::to_string);
+        while out.len() < limit {
+            let want = limit - out.len();
+            let mut keys = Vec::new();
+            let page = KeyPage {
+                prefix,
+                after: after.as_deref(),
+                limit: want,
+            };
+            page.walk(&data_root.join(dir_part), dir_part, &mut keys)?;
+            let complete = keys.len() < want;
+            after = keys.last().cloned();
+            for key in keys {
+                match self.head(&key) {
+                    Ok(meta) => out.push(meta),
+                    // Deleted while we listed: the next round fills its place.
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if complete {
+                break;
             }
         }
         Ok(out)
@@ -531,34 +555,112 @@ impl Inner {
     }
 }
 
-/// Collect the keys of regular files under `dir` (whose key prefix is `rel`), skipping
-/// dot-files (temporary files).
-fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if missing(&e) => return Ok(()),
-        Err(e) => return Err(Error::from(e).context_prefix(format!("list {}", dir.display()))),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with('.') {
-            continue;
+/// A directory entry as a page walk sorts it: `(order, name, is_dir)`, see
+/// [`KeyPage::smallest_entries`].
+type DirEntry = (String, String, bool);
+
+/// One page of keys in key order, collected by a walk of the data directory that holds
+/// at most `limit` entries of each directory on its path in memory: a bucket of any size
+/// lists in bounded memory (each page reads the directories it passes again).
+struct KeyPage<'a> {
+    prefix: &'a str,
+    after: Option<&'a str>,
+    limit: usize,
+}
+
+impl KeyPage<'_> {
+    /// Append to `out`, in key order, the keys under `dir` (whose key prefix is `rel`)
+    /// that start with the prefix and sort after `after`, until `out` holds `limit`.
+    /// Dot-files (temporary files) are skipped.
+    fn walk(&self, dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
+        // Entries are taken in rounds of the smallest ones not yet walked, so that a
+        // huge directory is never held whole; an empty subdirectory yields no key, so
+        // a round may not fill the page and the next one goes on after it.
+        let mut cursor: Option<String> = None;
+        while out.len() < self.limit {
+            let need = self.limit - out.len();
+            let (round, more) = self.smallest_entries(dir, rel, cursor.as_deref(), need)?;
+            for (order, name, is_dir) in round {
+                if is_dir {
+                    let key = order.strip_suffix('/').unwrap_or(&order);
+                    self.walk(&dir.join(&name), key, out)?;
+                } else {
+                    out.push(order.clone());
+                }
+                cursor = Some(order);
+                if out.len() >= self.limit {
+                    return Ok(());
+                }
+            }
+            if !more {
+                break;
+            }
         }
-        let key = if rel.is_empty() {
-            name.to_string()
-        } else {
-            format!("{rel}/{name}")
-        };
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            walk(&entry.path(), &key, out)?;
-        } else if kind.is_file() {
-            out.push(key);
-        }
+        Ok(())
     }
-    Ok(())
+
+    /// The `need` smallest entries of `dir` after `cursor` that may hold keys of the
+    /// page, as `(order, name, is_dir)` sorted by `order` (a directory orders as its key
+    /// with a trailing `/`, which is how the keys inside it sort against its
+    /// siblings), and whether more were left out.
+    fn smallest_entries(
+        &self,
+        dir: &Path,
+        rel: &str,
+        cursor: Option<&str>,
+        need: usize,
+    ) -> Result<(Vec<DirEntry>, bool)> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if missing(&e) => return Ok((Vec::new(), false)),
+            Err(e) => return Err(Error::from(e).context_prefix(format!("list {}", dir.display()))),
+        };
+        let mut best: std::collections::BinaryHeap<DirEntry> = std::collections::BinaryHeap::new();
+        let mut more = false;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') {
+                continue;
+            }
+            let key = if rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let kind = entry.file_type()?;
+            let (order, is_dir) = if kind.is_dir() {
+                (format!("{key}/"), true)
+            } else if kind.is_file() {
+                (key.clone(), false)
+            } else {
+                continue;
+            };
+            if cursor.is_some_and(|c| order.as_str() <= c) || !self.may_hold(&order, is_dir) {
+                continue;
+            }
+            best.push((order, name.to_string(), is_dir));
+            if best.len() > need {
+                best.pop();
+                more = true;
+            }
+        }
+        Ok((best.into_sorted_vec(), more))
+    }
+
+    /// Whether a file with key `order`, or a directory whose keys all start with
+    /// `order`, can hold a key of the page.
+    fn may_hold(&self, order: &str, is_dir: bool) -> bool {
+        if !is_dir {
+            return order.starts_with(self.prefix) && self.after.is_none_or(|a| order > a);
+        }
+        let prefix_fits = order.starts_with(self.prefix) || self.prefix.starts_with(order);
+        // Every key inside sorts after `after` unless `after` is inside too or sorts
+        // after the whole directory.
+        let after_fits = self.after.is_none_or(|a| a.starts_with(order) || a < order);
+        prefix_fits && after_fits
+    }
 }
 
 /// Remove stale temporary files under `dir` (see

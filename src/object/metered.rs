@@ -72,8 +72,14 @@ impl ObjectStore for MeteredObjectStore {
         self.count("delete", self.inner.delete(key).await)
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.count("list", self.inner.list(prefix).await)
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectMeta>> {
+        let page = self.inner.list_page(prefix, start_after, limit).await;
+        self.count("list", page)
     }
 
     async fn copy(&self, from: &str, to: &str, class: StorageClass) -> Result<()> {

@@ -38,6 +38,8 @@ pub use s3::S3ObjectStore;
 
 /// Longest key accepted, in bytes (S3's own limit is 1024).
 pub const MAX_KEY_LEN: usize = 1024;
+/// Objects per page of the default [`ObjectStore::list`] (S3's own page size).
+pub const LIST_PAGE: usize = 1000;
 /// Longest `/`-separated key segment accepted, in bytes (a file name in the local store).
 pub const MAX_SEGMENT_LEN: usize = 200;
 
@@ -222,9 +224,34 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Remove the object. Removing a missing key succeeds.
     async fn delete(&self, key: &str) -> Result<()>;
 
-    /// Every object whose key starts with `prefix` (a plain string prefix, may be empty),
-    /// sorted by key, however many there are.
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+    /// One page of a listing: up to `limit` objects whose key starts with `prefix` (a
+    /// plain string prefix, may be empty) and sorts after `start_after` (from the first
+    /// key when `None`), sorted by key. A page shorter than `limit` is the last one; the
+    /// next page starts after the last key of this one. Memory and requests grow with
+    /// `limit`, not with the bucket.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectMeta>>;
+
+    /// Every object whose key starts with `prefix`, sorted by key, however many there
+    /// are: [`list_page`](Self::list_page) until the last page. For tests and small
+    /// prefixes; code that walks a whole bucket pages itself so that its memory stays
+    /// bounded.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let mut out: Vec<ObjectMeta> = Vec::new();
+        loop {
+            let after = out.last().map(|m| m.key.clone());
+            let page = self.list_page(prefix, after.as_deref(), LIST_PAGE).await?;
+            let last = page.len() < LIST_PAGE;
+            out.extend(page);
+            if last {
+                return Ok(out);
+            }
+        }
+    }
 
     /// Server-side copy of `from` to `to` in `class`. `from == to` with another class
     /// changes the class in place (how warm packs go cold); the same class onto itself

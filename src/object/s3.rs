@@ -25,7 +25,7 @@ use super::s3_errors::{
 use super::s3_timeouts::{client_timeouts, Timeouts};
 use super::{
     check_range, validate_key, validate_prefix, ByteChunks, ObjectMeta, ObjectStore, RestoreStatus,
-    StorageClass,
+    StorageClass, LIST_PAGE,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::S3Connection;
@@ -482,18 +482,29 @@ impl ObjectStore for S3ObjectStore {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectMeta>> {
         validate_prefix(prefix)?;
         let full_prefix = format!("{}{prefix}", self.prefix);
         let what = self.what(&full_prefix);
         let mut out = Vec::new();
         let mut token: Option<String> = None;
-        loop {
+        // StartAfter is only sent with the first request: the continuation token
+        // carries the position after that.
+        let mut start_after = start_after.map(|k| format!("{}{k}", self.prefix));
+        while out.len() < limit {
+            let want = (limit - out.len()).min(LIST_PAGE);
             let page = self
                 .client
                 .list_objects_v2()
                 .bucket(&self.bucket)
                 .prefix(&full_prefix)
+                .set_start_after(start_after.take())
+                .max_keys(i32::try_from(want).unwrap_or(i32::MAX))
                 .optional_object_attributes(OptionalObjectAttributes::RestoreStatus)
                 .set_continuation_token(token.take())
                 .customize()
@@ -505,36 +516,17 @@ impl ObjectStore for S3ObjectStore {
                 let Some(key) = object.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
                     continue;
                 };
-                let storage_class = class_of(object.storage_class().map(|c| c.as_str()));
-                let restore = match (storage_class.needs_restore(), object.restore_status()) {
-                    (false, _) => RestoreStatus::NotArchived,
-                    (true, Some(s)) if s.is_restore_in_progress() == Some(true) => {
-                        RestoreStatus::InProgress
-                    }
-                    (true, Some(s)) if s.restore_expiry_date().is_some() => {
-                        RestoreStatus::Restored {
-                            expiry_ms: date_ms(s.restore_expiry_date()),
-                        }
-                    }
-                    (true, _) => RestoreStatus::Archived,
-                };
-                out.push(ObjectMeta {
-                    key: key.to_string(),
-                    size: object
-                        .size()
-                        .and_then(|n| u64::try_from(n).ok())
-                        .unwrap_or(0),
-                    storage_class,
-                    restore,
-                    last_modified_ms: date_ms(object.last_modified()),
-                });
+                out.push(listed_meta(key, object));
             }
             match page.next_continuation_token() {
                 Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
                 _ => break,
             }
         }
+        // S3 returns keys in UTF-8 binary order already; sorting guards servers that
+        // do not, and a server that sent more than asked is cut back to the page.
         out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -624,4 +616,27 @@ fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https()
+}
+
+/// What a ListObjectsV2 entry says about an object (`key` without the store's prefix).
+fn listed_meta(key: &str, object: &aws_sdk_s3::types::Object) -> ObjectMeta {
+    let storage_class = class_of(object.storage_class().map(|c| c.as_str()));
+    let restore = match (storage_class.needs_restore(), object.restore_status()) {
+        (false, _) => RestoreStatus::NotArchived,
+        (true, Some(s)) if s.is_restore_in_progress() == Some(true) => RestoreStatus::InProgress,
+        (true, Some(s)) if s.restore_expiry_date().is_some() => RestoreStatus::Restored {
+            expiry_ms: date_ms(s.restore_expiry_date()),
+        },
+        (true, _) => RestoreStatus::Archived,
+    };
+    ObjectMeta {
+        key: key.to_string(),
+        size: object
+            .size()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0),
+        storage_class,
+        restore,
+        last_modified_ms: date_ms(object.last_modified()),
+    }
 }

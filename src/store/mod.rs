@@ -11,6 +11,7 @@ mod assemble;
 mod engine_support;
 mod fetch;
 mod foreground;
+mod fsck;
 mod identity;
 mod pack_gc;
 mod promote;
@@ -33,6 +34,7 @@ use bytes::Bytes;
 use moka::future::Cache;
 
 pub use admin::{GcReport, Stat, TierBytes};
+pub use fsck::{FsckReport, Problem, ProblemKind, Repair};
 pub use identity::IDENTITY_KEY;
 pub use promote::PromotionStats;
 pub(crate) use put::BLOCK_BYTES;

@@ -27,6 +27,8 @@ use crate::tier::parse_pack_name;
 
 /// Packs listed per metadata round trip.
 const PAGE: usize = 256;
+/// Objects per page of a bucket listing (S3's maximum).
+const LIST_PAGE: usize = 1000;
 /// Bytes in a GB, as prices count them.
 const GB: f64 = 1e9;
 /// The horizon over which compacting a cold pack must pay for itself, in months.
@@ -216,35 +218,63 @@ impl Store {
                 continue;
             }
             let prefix = format!("{}/", tier.as_str());
-            let objects = store.list(&prefix).await?;
-            report.requests += 1;
-            for o in objects {
-                // Only names a pack could have: anything else is not ours to delete.
-                if parse_pack_name(&o.key).is_err() {
-                    continue;
-                }
-                let Some(written) = o.last_modified_ms else {
-                    continue;
-                };
-                let min_keep = written.saturating_add(
-                    o.storage_class
-                        .min_storage_days()
-                        .saturating_mul(86_400_000),
-                );
-                if written > cutoff || (o.storage_class != StorageClass::Standard && min_keep > now)
-                {
-                    continue;
-                }
-                if self.inner.meta.pack(&o.key).await?.is_some() {
-                    continue;
-                }
-                store.delete(&o.key).await?;
+            let mut start_after: Option<String> = None;
+            loop {
+                let objects = store
+                    .list_page(&prefix, start_after.as_deref(), LIST_PAGE)
+                    .await?;
                 report.requests += 1;
-                report.orphan_packs_deleted += 1;
-                match tier {
-                    Tier::Cold => report.cold_bytes_reclaimed += o.size,
-                    _ => report.warm_bytes_reclaimed += o.size,
+                let full = objects.len() >= LIST_PAGE;
+                start_after = objects.last().map(|o| o.key.clone());
+                self.sweep_page(store, tier, objects, cutoff, now, report)
+                    .await?;
+                if !full || start_after.is_none() {
+                    break;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The orphans of one page of a listing (see [`Self::sweep_orphan_packs`]).
+    async fn sweep_page(
+        &self,
+        store: &std::sync::Arc<dyn crate::object::ObjectStore>,
+        tier: Tier,
+        objects: Vec<crate::object::ObjectMeta>,
+        cutoff: u64,
+        now: u64,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        for o in objects {
+            // Only names a pack could have: anything else is not ours to delete.
+            if parse_pack_name(&o.key).is_err() {
+                continue;
+            }
+            let Some(written) = o.last_modified_ms else {
+                continue;
+            };
+            let min_keep = written.saturating_add(
+                o.storage_class
+                    .min_storage_days()
+                    .saturating_mul(86_400_000),
+            );
+            if written > cutoff || (o.storage_class != StorageClass::Standard && min_keep > now) {
+                continue;
+            }
+            // A record, or a copy naming it without one (fsck's `unrecorded_pack`),
+            // keeps it.
+            if self.inner.meta.pack(&o.key).await?.is_some()
+                || !self.inner.meta.pack_locations(&o.key).await?.is_empty()
+            {
+                continue;
+            }
+            store.delete(&o.key).await?;
+            report.requests += 1;
+            report.orphan_packs_deleted += 1;
+            match tier {
+                Tier::Cold => report.cold_bytes_reclaimed += o.size,
+                _ => report.warm_bytes_reclaimed += o.size,
             }
         }
         Ok(())

@@ -6,6 +6,7 @@
 //! (`src/store/tiering.rs`) decides what to move, commits locations and pack records,
 //! and handles restores. See `docs/tiers.md`.
 
+mod index;
 mod read;
 pub mod settings;
 mod staging;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use index::read_index;
 pub use read::{decode_stored, ChunkRead};
 
 use crate::clock::Clock;

@@ -78,6 +78,8 @@ macro_rules! engine_conformance_tests {
             engine_pack_locations_by_offset,
             engine_dead_packs_wait_for_grace_and_min_keep,
             engine_restore_requests_page_by_name,
+            engine_list_packs_pages_by_name,
+            engine_recount_pack_live_bytes_sums_its_copies,
             engine_usage_sums_tiers_and_nodes,
             engine_passes_keep_the_last_per_worker,
         );
@@ -1132,6 +1134,131 @@ pub async fn engine_restore_requests_page_by_name(s: Arc<dyn MetaStore>, _l: Lap
         s.restore_requests(None, 10).await.expect("requests"),
         vec![a]
     );
+}
+
+/// `list_packs` pages through every pack record in byte order of their names.
+pub async fn engine_list_packs_pages_by_name(s: Arc<dyn MetaStore>, _l: Lapse) {
+    let s = &*s;
+    assert!(s.list_packs(None, 10).await.expect("empty").is_empty());
+    let names = ["cold/a", "warm/B", "warm/a", "warm/a0", "warm/b"];
+    for (i, name) in names.iter().enumerate().rev() {
+        let rec = if name.starts_with("cold/") {
+            cold_pack(name, PackRestore::NONE, i as u64)
+        } else {
+            warm_pack(name, "", T0, i as u64)
+        };
+        s.put_pack(&rec).await.expect("put");
+    }
+    let ids = |v: Vec<PackRecord>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_packs(None, 10).await.expect("all")), names);
+    let mut seen = Vec::new();
+    loop {
+        let page = s
+            .list_packs(seen.last().map(String::as_str), 2)
+            .await
+            .expect("page");
+        let done = page.len() < 2;
+        seen.extend(ids(page));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(seen, names);
+    assert_eq!(
+        ids(s.list_packs(Some("warm/a"), 1).await.expect("after")),
+        ["warm/a0"]
+    );
+    assert_eq!(
+        ids(s.list_packs(Some("warm/"), 10).await.expect("not a name")),
+        ["warm/B", "warm/a", "warm/a0", "warm/b"]
+    );
+    assert!(s.list_packs(None, 0).await.expect("zero").is_empty());
+    let full = s.list_packs(Some("cold/"), 1).await.expect("record");
+    assert_eq!(full, vec![cold_pack("cold/a", PackRestore::NONE, 0)]);
+}
+
+/// `recount_pack_live_bytes` sets a pack's `live_bytes` to the sum of the lengths of
+/// the copies recorded in it, whatever their health.
+pub async fn engine_recount_pack_live_bytes_sums_its_copies(s: Arc<dyn MetaStore>, _l: Lapse) {
+    let s = &*s;
+    commit_ok(
+        s,
+        &commit_of(
+            "a",
+            &[(chunk(1), 10), (chunk(2), 20), (chunk(3), 30)],
+            NODE,
+            true,
+        ),
+    )
+    .await;
+    s.put_pack(&warm_pack("warm/p1", "", T0, 1000))
+        .await
+        .expect("put_pack");
+    s.put_pack(&warm_pack("warm/p2", "", T0, 50))
+        .await
+        .expect("put_pack");
+    s.add_locations(&[
+        warm(chunk(1), "warm/p1", 0, 7),
+        warm(chunk(2), "warm/p1", 7, 15),
+        warm(chunk(3), "warm/p2", 0, 30),
+    ])
+    .await
+    .expect("add");
+    s.record_verification(&[VerifyRecord {
+        location: warm(chunk(2), "warm/p1", 7, 15),
+        health: Health::Corrupt,
+        at_ms: T0 + 1,
+        detail: "test".into(),
+    }])
+    .await
+    .expect("verify");
+    assert_eq!(
+        s.pack("warm/p1")
+            .await
+            .expect("pack")
+            .expect("rec")
+            .live_bytes,
+        1000
+    );
+    assert_eq!(
+        s.recount_pack_live_bytes("warm/p1").await.expect("recount"),
+        Some(22)
+    );
+    let rec = s.pack("warm/p1").await.expect("pack").expect("rec");
+    assert_eq!((rec.live_bytes, rec.size), (22, 1000));
+    // Nothing else of the record changes.
+    assert_eq!(
+        rec,
+        PackRecord {
+            live_bytes: 22,
+            ..warm_pack("warm/p1", "", T0, 1000)
+        }
+    );
+    s.remove_locations(&[warm(chunk(2), "warm/p1", 7, 15)], NODE)
+        .await
+        .expect("remove");
+    assert_eq!(
+        s.recount_pack_live_bytes("warm/p1").await.expect("recount"),
+        Some(7)
+    );
+    assert_eq!(
+        s.recount_pack_live_bytes("warm/p2").await.expect("recount"),
+        Some(30)
+    );
+    s.put_pack(&warm_pack("warm/empty", "", T0, 9))
+        .await
+        .expect("put_pack");
+    assert_eq!(
+        s.recount_pack_live_bytes("warm/empty")
+            .await
+            .expect("recount"),
+        Some(0)
+    );
+    assert_eq!(
+        s.recount_pack_live_bytes("warm/none").await.expect("none"),
+        None
+    );
+    assert_eq!(s.pack("warm/none").await.expect("pack"), None);
 }
 
 /// `usage` sums hot copies per node and over nodes, and warm and cold packs.

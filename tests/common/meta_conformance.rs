@@ -50,6 +50,7 @@ macro_rules! meta_conformance_tests {
             new_copy_replaces_a_corrupt_one,
             readable_chunks_semantics,
             refcount_counts_manifest_entries,
+            repair_refcount_is_a_compare_and_set,
             delete_decrements_and_reports_zeroed,
             gc_candidates_respect_grace_and_limit,
             gc_candidates_page_with_a_cursor,
@@ -560,6 +561,54 @@ pub async fn refcount_counts_manifest_entries(s: Arc<dyn MetaStore>) {
     commit_ok(s, &commit_of("one", &[(a, 10)], NODE, false)).await;
     assert_eq!(s.chunk(&a).await.unwrap().unwrap().refcount, 4);
     assert_eq!(s.stats().await.unwrap().manifest_entries, 5);
+    assert_consistent(s).await;
+}
+
+/// `repair_refcount` sets a count only while it is still what the mismatch says, keeps
+/// the GC queue in step with zero counts, and `refcount_mismatches` sees what it did.
+pub async fn repair_refcount_is_a_compare_and_set(s: Arc<dyn MetaStore>) {
+    use strata::model::RefcountMismatch;
+    let s = &*s;
+    let (a, b) = (chunk(1), chunk(2));
+    commit_ok(s, &commit_of("r", &[(a, 10), (b, 20), (a, 10)], NODE, true)).await;
+    let set = |chunk, stored, actual| RefcountMismatch {
+        chunk,
+        stored,
+        actual,
+    };
+    // A stale expectation changes nothing.
+    assert!(!s.repair_refcount(&set(a, 1, 5), T0).await.expect("cas"));
+    assert_eq!(s.chunk(&a).await.unwrap().unwrap().refcount, 2);
+    assert!(s.refcount_mismatches().await.expect("check").is_empty());
+    // Damage both counts through the same call: a too high, b at zero.
+    assert!(s.repair_refcount(&set(a, 2, 5), T0).await.expect("cas"));
+    assert!(s.repair_refcount(&set(b, 1, 0), T0 + 5).await.expect("cas"));
+    let found = s.refcount_mismatches().await.expect("check");
+    // In chunk id order.
+    let mut expected = vec![set(a, 5, 2), set(b, 0, 1)];
+    expected.sort_by_key(|m| m.chunk);
+    assert_eq!(found, expected);
+    let zeroed = s.chunk(&b).await.unwrap().unwrap();
+    assert_eq!(zeroed.zero_since_ms, Some(T0 + 5));
+    let queued = s.gc_candidates(u64::MAX, None, 10).await.expect("gc");
+    assert_eq!(queued.iter().map(|c| c.chunk).collect::<Vec<_>>(), vec![b]);
+    // Repair what the check found.
+    for m in &found {
+        assert!(s.repair_refcount(m, T0 + 9).await.expect("repair"));
+    }
+    assert!(s.refcount_mismatches().await.expect("check").is_empty());
+    assert_eq!(s.chunk(&b).await.unwrap().unwrap().zero_since_ms, None);
+    assert!(s
+        .gc_candidates(u64::MAX, None, 10)
+        .await
+        .expect("gc")
+        .is_empty());
+    // Repairing twice does nothing the second time; no record, nothing to set.
+    assert!(!s.repair_refcount(&set(a, 5, 2), T0).await.expect("again"));
+    assert!(!s
+        .repair_refcount(&set(chunk(99), 0, 1), T0)
+        .await
+        .expect("no record"));
     assert_consistent(s).await;
 }
 

@@ -344,6 +344,17 @@ impl EngineStore for PostgresMeta {
         .await
     }
 
+    async fn list_packs(&self, after: Option<&str>, limit: usize) -> Result<Vec<PackRecord>> {
+        self.list_packs_impl(after, limit).await
+    }
+
+    async fn recount_pack_live_bytes(&self, name: &str) -> Result<Option<u64>> {
+        self.retrying("recount pack live bytes", || {
+            self.recount_pack_live_bytes_once(name)
+        })
+        .await
+    }
+
     async fn restore_requests(&self, after: Option<&str>, limit: usize) -> Result<Vec<PackRecord>> {
         self.restore_requests_impl(after, limit).await
     }

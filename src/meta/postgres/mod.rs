@@ -16,6 +16,7 @@ mod claims;
 mod engine;
 mod engine_scans;
 mod errors;
+mod fsck;
 mod identity;
 mod migrate;
 mod placement;
@@ -299,6 +300,13 @@ impl MetaStore for PostgresMeta {
 
     async fn refcount_mismatches(&self) -> Result<Vec<RefcountMismatch>> {
         self.refcount_mismatches_impl().await
+    }
+
+    async fn repair_refcount(&self, mismatch: &RefcountMismatch, now_ms: u64) -> Result<bool> {
+        self.retrying("repair reference count", || {
+            self.repair_refcount_once(mismatch, now_ms)
+        })
+        .await
     }
 
     async fn stats(&self) -> Result<MetaStats> {
