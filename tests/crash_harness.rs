@@ -2,8 +2,9 @@
 //! one store, and is killed with SIGKILL at a random point during puts, demotion,
 //! archiving, gc with pack rewrites, or scrub. After each kill the store is opened
 //! again: every blob whose put returned (and that no delete was started for) reads back
-//! byte-identical, `verify` finds nothing damaged or lost, and every reference count
-//! matches the manifests.
+//! byte-identical, `verify` finds nothing damaged or lost, `fsck` finds nothing but
+//! orphans awaiting their grace period, and every reference count matches the
+//! manifests.
 //!
 //! CI runs `STRATA_CRASH_TRIALS` trials (default 15, three per operation); the issue's
 //! 100 run with `STRATA_CRASH_TRIALS=100` (docs/integrity.md has the result).
@@ -85,7 +86,7 @@ async fn crash_harness_child() {
     };
     match op.as_str() {
         "put" => {
-            for i in 0..6 {
+            for i in 0..12 {
                 put(i).await;
             }
         }
@@ -95,7 +96,7 @@ async fn crash_harness_child() {
             } else {
                 (Tier::Cold, Tier::Warm)
             };
-            for round in 0..4 {
+            for round in 0..8 {
                 for id in ids(store.clone()).await {
                     let tier = if round % 2 == 0 { to } else { back };
                     store.move_blob(&id, tier).await.expect("move");
@@ -119,7 +120,7 @@ async fn crash_harness_child() {
             store.gc().await.expect("gc");
         }
         "scrub" => {
-            for _ in 0..3 {
+            for _ in 0..8 {
                 store.scrub().await.expect("scrub");
             }
         }
@@ -179,16 +180,18 @@ async fn killed_at_random_points_loses_nothing_and_stays_consistent() {
     // Blobs whose put returned and whose delete never started: seed → id.
     let mut expected: BTreeMap<u64, String> = BTreeMap::new();
     let mut killed = 0;
+    let mut killed_per_op: BTreeMap<&str, u64> = BTreeMap::new();
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     for trial in 0..trials {
         let op = OPS[(trial % OPS.len() as u64) as usize];
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let kill_ms = 20 + x % 600;
+        let kill_ms = 5 + x % 250;
         let lines = run_child(dir, op, trial + 1, kill_ms);
         if !lines.iter().any(|l| l == "DONE") {
             killed += 1;
+            *killed_per_op.entry(op).or_default() += 1;
         }
         for l in &lines {
             let mut w = l.split_whitespace();
@@ -203,7 +206,11 @@ async fn killed_at_random_points_loses_nothing_and_stays_consistent() {
             }
         }
 
-        let store = Store::open(harness_settings(dir)).await.expect("reopen");
+        // The checks run with a grace period: an object a killed upload left is an
+        // orphan awaiting it (the children collect with none).
+        let mut check = harness_settings(dir);
+        check.gc.grace_secs = 3600;
+        let store = Store::open(check).await.expect("reopen");
         for (seed, id) in &expected {
             let id: strata::BlobId = id.parse().expect("id");
             let got = store.get(&id).await.unwrap_or_else(|e| {
@@ -218,6 +225,11 @@ async fn killed_at_random_points_loses_nothing_and_stays_consistent() {
         assert!(
             verify.is_clean(),
             "trial {trial} ({op}, killed after {kill_ms} ms): {verify}"
+        );
+        let fsck = store.fsck(false).await.expect("fsck");
+        assert!(
+            fsck.is_clean(),
+            "trial {trial} ({op}, killed after {kill_ms} ms): {fsck}"
         );
         let mismatches = store.meta().refcount_mismatches().await.expect("refcounts");
         assert!(

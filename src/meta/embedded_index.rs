@@ -556,9 +556,7 @@ pub(super) fn recount_packs(inner: &Inner) -> Result<u64> {
     for item in db.iterator_cf(stats, rocksdb::IteratorMode::Start) {
         let (k, _) = item?;
         let pack = String::from_utf8_lossy(&k).into_owned();
-        if !counts.contains_key(&pack) {
-            counts.insert(pack, (0, 0));
-        }
+        counts.entry(pack).or_insert((0, 0));
     }
     let n = counts.len() as u64;
     for (pack, (copies, bytes)) in counts {
