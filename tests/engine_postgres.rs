@@ -371,7 +371,14 @@ async fn archive_candidates_follow_pack_reads() {
         s.commit_placement(None, &change).await.unwrap();
     }
     let p = s.pack("warm/p3").await.unwrap().unwrap();
-    assert_eq!(p, pack("warm/p3", "x", T0));
+    // Live bytes are those of the copy committed with it (10), not the record's.
+    assert_eq!(
+        p,
+        strata::meta::PackRecord {
+            live_bytes: 10,
+            ..pack("warm/p3", "x", T0)
+        }
+    );
     s.record_access(&[(chunk(2), T0 + 100, 1)]).await.unwrap();
     let names = |v: Vec<strata::meta::ArchiveCandidate>| {
         v.into_iter()

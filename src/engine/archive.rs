@@ -16,7 +16,7 @@ use crate::id::ChunkId;
 use crate::meta::{PackRecord, PackRestore, PlacementChange};
 use crate::model::{Health, Location, Tier};
 use crate::pack::PackId;
-use crate::tier::{new_pack_name, parse_pack_name};
+use crate::tier::{archived_name, parse_pack_name};
 
 /// Candidate packs looked up per page.
 const PAGE: usize = 256;
@@ -207,7 +207,7 @@ impl Engine {
         let tiers = self.store.pack_tiers();
         let (warm, cold) = (&tiers.warm, &tiers.cold);
         let (_, id) = parse_pack_name(&chosen.pack.id)?;
-        let to = new_pack_name(Tier::Cold, &id);
+        let to = archived_name(&chosen.pack.id)?;
         let class = cold.class();
         if same_store(warm.store(), cold.store()) {
             warm.store().copy(&chosen.pack.id, &to, class).await?;

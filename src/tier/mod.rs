@@ -47,6 +47,17 @@ pub fn new_pack_name(tier: Tier, id: &PackId) -> String {
     format!("{}-{}", pack_name(tier, id), unique_suffix())
 }
 
+/// The name a warm pack gets when it is archived whole: the same name under `cold/`.
+/// Derived, not fresh, so that two archive passes racing over the same warm pack (a
+/// lease taken over mid-pass) write one cold object and record one copy of each chunk;
+/// the warm name is unique to its write, so this one is too.
+pub fn archived_name(warm: &str) -> Result<String> {
+    match parse_pack_name(warm)? {
+        (Tier::Warm, _) => Ok(format!("cold/{}", &warm["warm/".len()..])),
+        _ => Err(Error::invalid(format!("{warm:?} is not a warm pack"))),
+    }
+}
+
 /// 16 hex digits no other write has used: the time in nanoseconds, this process, a
 /// counter and the thread, hashed (no random source needed).
 fn unique_suffix() -> String {
@@ -395,6 +406,13 @@ mod tests {
             assert_eq!(parse_pack_name(&fresh).unwrap(), (tier, id));
             assert!(fresh.starts_with(&name));
             assert_ne!(fresh, new_pack_name(tier, &id), "every write its own name");
+            if tier == Tier::Warm {
+                let cold = archived_name(&fresh).unwrap();
+                assert_eq!(cold, fresh.replacen("warm/", "cold/", 1));
+                assert_eq!(parse_pack_name(&cold).unwrap(), (Tier::Cold, id));
+            } else {
+                assert!(archived_name(&fresh).is_err());
+            }
         }
         for bad in [
             "",
