@@ -269,6 +269,18 @@ impl Store {
             {
                 continue;
             }
+            // Pack keys come from their content: a writer may have put the same pack
+            // again since the listing, and commits only after its PUT. A fresh HEAD
+            // after the record check sees such a write and keeps the object; what is
+            // left is a PUT landing between this HEAD and the DELETE (one request).
+            match store.head(&o.key).await {
+                Ok(now_meta) if now_meta.last_modified_ms.is_some_and(|t| t <= cutoff) => {}
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            report.requests += 1;
+            self.pause_at("orphan-delete").await;
             store.delete(&o.key).await?;
             report.requests += 1;
             report.orphan_packs_deleted += 1;

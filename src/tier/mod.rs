@@ -38,19 +38,9 @@ pub fn pack_name(tier: Tier, id: &PackId) -> String {
     format!("{}/{}", tier.as_str(), id.to_hex())
 }
 
-/// The name of a pack written now: [`pack_name`] followed by `-` and 16 hex digits
-/// unique to this write. Pack ids are content hashes, so the same chunks packed the same
-/// way (a blob moved to warm, back to hot, and to warm again) give the same id; the
-/// suffix gives every write its own object, so deleting a dead pack's object, or an
-/// orphan's, can never remove a later write of the same bytes.
-pub fn new_pack_name(tier: Tier, id: &PackId) -> String {
-    format!("{}-{}", pack_name(tier, id), unique_suffix())
-}
-
-/// The name a warm pack gets when it is archived whole: the same name under `cold/`.
-/// Derived, not fresh, so that two archive passes racing over the same warm pack (a
-/// lease taken over mid-pass) write one cold object and record one copy of each chunk;
-/// the warm name is unique to its write, so this one is too.
+/// The name a warm pack gets when it is archived whole: the same name under `cold/`, so
+/// that two archive passes racing over the same warm pack (a lease taken over mid-pass)
+/// write one cold object and record one copy of each chunk.
 pub fn archived_name(warm: &str) -> Result<String> {
     match parse_pack_name(warm)? {
         (Tier::Warm, _) => Ok(format!("cold/{}", &warm["warm/".len()..])),
@@ -58,46 +48,20 @@ pub fn archived_name(warm: &str) -> Result<String> {
     }
 }
 
-/// 16 hex digits no other write has used: the time in nanoseconds, this process, a
-/// counter and the thread, hashed (no random source needed).
-fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = blake3::Hasher::new();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    h.update(&nanos.to_le_bytes());
-    h.update(&std::process::id().to_le_bytes());
-    h.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-    h.update(format!("{:?}", std::thread::current().id()).as_bytes());
-    h.finalize().to_hex()[..16].to_string()
-}
-
 /// Parse a pack name from metadata back into its tier and id. `Corrupt` for anything
-/// [`pack_name`] or [`new_pack_name`] cannot have produced, so no stored string ever
-/// becomes a key unchecked (a name that parses is also the pack's object key).
+/// [`pack_name`] cannot have produced, so no stored string ever becomes a key unchecked
+/// (a name that parses is also the pack's object key).
 pub fn parse_pack_name(name: &str) -> Result<(Tier, PackId)> {
     let bad = || Error::corrupt(format!("bad pack name {name:?} in metadata"));
-    let (tier, rest) = name.split_once('/').ok_or_else(bad)?;
+    let (tier, hex) = name.split_once('/').ok_or_else(bad)?;
     let tier = match tier {
         "warm" => Tier::Warm,
         "cold" => Tier::Cold,
         _ => return Err(bad()),
     };
-    let (hex, suffix) = match rest.split_once('-') {
-        Some((hex, suffix)) => (hex, Some(suffix)),
-        None => (rest, None),
-    };
     let id: PackId = hex.parse().map_err(|_| bad())?;
-    if pack_name(tier, &id) != format!("{}/{hex}", tier.as_str()) {
+    if pack_name(tier, &id) != name {
         return Err(bad());
-    }
-    if let Some(s) = suffix {
-        let hex_digit = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
-        if s.len() != 16 || !s.chars().all(hex_digit) {
-            return Err(bad());
-        }
     }
     Ok((tier, id))
 }
@@ -162,7 +126,7 @@ impl PackTier {
     /// expected size; the bytes were verified chunk by chunk when they were added to the
     /// builder and the pack is named by their hash), and describe what to commit.
     pub async fn upload(&self, built: BuiltPack, now_ms: u64) -> Result<WrittenPack> {
-        let name = new_pack_name(self.tier, &built.id);
+        let name = pack_name(self.tier, &built.id);
         let size = built.bytes.len() as u64;
         self.store.put(&name, built.bytes, self.class).await?;
         let head = self.store.head(&name).await?;
@@ -402,16 +366,11 @@ mod tests {
         for tier in [Tier::Warm, Tier::Cold] {
             let name = pack_name(tier, &id);
             assert_eq!(parse_pack_name(&name).unwrap(), (tier, id));
-            let fresh = new_pack_name(tier, &id);
-            assert_eq!(parse_pack_name(&fresh).unwrap(), (tier, id));
-            assert!(fresh.starts_with(&name));
-            assert_ne!(fresh, new_pack_name(tier, &id), "every write its own name");
             if tier == Tier::Warm {
-                let cold = archived_name(&fresh).unwrap();
-                assert_eq!(cold, fresh.replacen("warm/", "cold/", 1));
-                assert_eq!(parse_pack_name(&cold).unwrap(), (Tier::Cold, id));
+                let cold = archived_name(&name).unwrap();
+                assert_eq!(cold, pack_name(Tier::Cold, &id));
             } else {
-                assert!(archived_name(&fresh).is_err());
+                assert!(archived_name(&name).is_err());
             }
         }
         for bad in [
@@ -421,10 +380,6 @@ mod tests {
             "warm/../x",
             &format!("warm/{}", id.to_hex().to_uppercase()),
             &format!("warm/{}/x", id),
-            &format!("warm/{}-", id),
-            &format!("warm/{}-0123", id),
-            &format!("warm/{}-0123456789ABCDEF", id),
-            &format!("warm/{}-0123456789abcdef-1", id),
         ] {
             assert!(parse_pack_name(bad).is_err(), "{bad}");
         }
