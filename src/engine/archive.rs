@@ -249,6 +249,7 @@ impl Engine {
             packs: vec![record],
             add,
             remove: chosen.live.clone(),
+            moves: true,
             ..PlacementChange::default()
         };
         let removed = self
@@ -360,6 +361,7 @@ impl Engine {
                 packs: record.iter().cloned().collect(),
                 add,
                 remove,
+                moves: true,
                 ..PlacementChange::default()
             };
             match self

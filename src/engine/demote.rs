@@ -393,6 +393,7 @@ impl Engine {
             packs: vec![written.record],
             add: written.locations,
             remove: chunks.iter().map(|c| hot_loc(c, node)).collect(),
+            moves: true,
             ..PlacementChange::default()
         };
         self.commit_removing_hot(lease, &change, lengths, report)

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::codec::blob_value;
 use crate::meta::engine::*;
-use crate::meta::placement::{allowed_removals, PackRecord, RestoreState};
+use crate::meta::placement::{allowed_removals, moving_adds, PackRecord, RestoreState};
 use crate::model::{Location, Tier};
 use crate::rocks::{self, cf};
 
@@ -218,7 +218,19 @@ impl EngineStore for EmbeddedMeta {
             if let Some(f) = &fence {
                 inner.check_fence(f)?;
             }
-            for l in &change.add {
+            let add = if change.moves {
+                let mut current = Vec::new();
+                let mut moving: Vec<ChunkId> = change.remove.iter().map(|l| l.chunk).collect();
+                moving.sort_unstable();
+                moving.dedup();
+                for c in &moving {
+                    current.extend(inner.locations(c)?);
+                }
+                moving_adds(&change.add, &change.remove, &current)
+            } else {
+                change.add.clone()
+            };
+            for l in &add {
                 if inner.chunk(&l.chunk)?.is_none() {
                     return Err(Error::not_found(format!(
                         "chunk {} has no record; cannot add a {} copy",
@@ -232,7 +244,7 @@ impl EngineStore for EmbeddedMeta {
                 inner.put_pack_record(&mut tx.batch, p)?;
             }
             let now = inner.clock.now_ms();
-            for l in &change.add {
+            for l in &add {
                 let init = HotInit {
                     class: change.hot_class.clone(),
                     blob: change.hot_blob,

@@ -157,6 +157,12 @@ pub struct PlacementChange {
     /// read); `None` keeps an existing copy's index entry or uses the copy's
     /// `last_verified_ms` for a new one.
     pub read_ms: Option<u64>,
+    /// A move: a chunk's copies in `add` are made only while one of its copies in
+    /// `remove` still exists at commit. Two workers moving the same copy (gc rewriting a
+    /// sparse pack while the archive worker sends that pack to cold) then leave one new
+    /// copy, not two; the loser's new pack is named by fewer copies (possibly none, a
+    /// dead pack gc deletes). `false`: every add is made.
+    pub moves: bool,
 }
 
 /// Bytes, chunks and objects in one tier, for `strata tier status`.

@@ -182,6 +182,30 @@ pub fn allowed_removals(
     out
 }
 
+/// For a move ([`PlacementChange::moves`](super::PlacementChange::moves)): the copies
+/// of `add` still to be made, given `current`, every copy now recorded of the chunks
+/// `to_remove` names. A chunk's new copies are kept while at least one of its copies
+/// being moved away still exists; when all of them are gone another worker moved (or
+/// rewrote) them first, and adding ours would leave the chunk two copies where the
+/// policy wants one. Chunks `to_remove` does not name keep their adds.
+pub fn moving_adds(
+    add: &[Location],
+    to_remove: &[Location],
+    current: &[Location],
+) -> Vec<Location> {
+    use std::collections::HashSet;
+    let moving: HashSet<crate::id::ChunkId> = to_remove.iter().map(|r| r.chunk).collect();
+    let still_there: HashSet<crate::id::ChunkId> = to_remove
+        .iter()
+        .filter(|r| current.iter().any(|c| r.same_copy(c)))
+        .map(|r| r.chunk)
+        .collect();
+    add.iter()
+        .filter(|a| !moving.contains(&a.chunk) || still_there.contains(&a.chunk))
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,6 +163,7 @@ impl Store {
             add,
             remove: moved,
             node: self.inner.node.clone(),
+            moves: true,
             ..Default::default()
         };
         self.inner.meta.commit_placement(None, &change).await?;

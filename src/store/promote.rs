@@ -88,6 +88,9 @@ pub(super) struct Promotions {
     max_bytes_per_sec: u64,
     bucket: Mutex<Bucket>,
     queue: Mutex<Queue>,
+    /// Held for a whole drain, so that `run_promotions` returns only once the batches
+    /// the worker took (and is writing) are in hot, not while they are in flight.
+    draining: tokio::sync::Mutex<()>,
     clock: Arc<dyn Clock>,
     counters: Counters,
     store: OnceLock<Weak<Inner>>,
@@ -114,6 +117,7 @@ impl Promotions {
                 at_ms: clock.now_ms(),
             }),
             queue: Mutex::default(),
+            draining: tokio::sync::Mutex::new(()),
             clock,
             counters: Counters::default(),
             store: OnceLock::new(),
@@ -186,6 +190,7 @@ impl Promotions {
     /// Drain the queue into hot through `store`: batches of at most [`BATCH_BYTES`],
     /// each chunk within the byte budget or skipped.
     pub(super) async fn drain(&self, store: &Store) {
+        let _draining = self.draining.lock().await;
         loop {
             let (batch, taken) = self.next_batch();
             if taken == 0 {

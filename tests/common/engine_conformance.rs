@@ -69,6 +69,7 @@ macro_rules! engine_conformance_tests {
             engine_lease_lapse_and_release_take_new_tokens,
             engine_fenced_commit_is_refused_and_writes_nothing,
             engine_commit_placement_is_atomic_and_keeps_last_copy,
+            engine_racing_moves_of_one_copy_leave_one_new_copy,
             engine_hot_index_orders_and_pages,
             engine_hot_index_by_class,
             engine_touch_hot_keeps_later_time,
@@ -544,6 +545,99 @@ pub async fn engine_commit_placement_is_atomic_and_keeps_last_copy(
     // Removing copies that do not exist is ignored.
     let again = s.commit_placement(None, &good).await.expect("commit again");
     assert!(again.is_empty(), "{again:?}");
+}
+
+/// Two moves of the same warm copy (gc rewriting its pack, the archive worker sending
+/// it to cold), each computed before the other committed: the first adds its copy; the
+/// second finds its source gone and adds nothing for that chunk, while its chunks whose
+/// source is still there move. Without `moves` every add is made.
+pub async fn engine_racing_moves_of_one_copy_leave_one_new_copy(s: Arc<dyn MetaStore>, _l: Lapse) {
+    let s = &*s;
+    commit_ok(
+        s,
+        &commit_of("a", &[(chunk(1), 10), (chunk(2), 20)], NODE, true),
+    )
+    .await;
+    let first = PlacementChange {
+        packs: vec![warm_pack("warm/p1", "", T0, 30)],
+        add: vec![
+            warm(chunk(1), "warm/p1", 0, 10),
+            warm(chunk(2), "warm/p1", 10, 20),
+        ],
+        remove: vec![hot_on(1, NODE, 10), hot_on(2, NODE, 20)],
+        node: NODE.to_string(),
+        moves: true,
+        ..Default::default()
+    };
+    let moved = s.commit_placement(None, &first).await.expect("demote");
+    assert_eq!(moved.len(), 2, "{moved:?}");
+    let rewrite = PlacementChange {
+        packs: vec![warm_pack("warm/p2", "", T0, 10)],
+        add: vec![warm(chunk(1), "warm/p2", 0, 10)],
+        remove: vec![warm(chunk(1), "warm/p1", 0, 10)],
+        node: NODE.to_string(),
+        moves: true,
+        ..Default::default()
+    };
+    let mut cold_pack_3 = cold_pack("cold/p3", PackRestore::NONE, 30);
+    cold_pack_3.min_keep_until_ms = None;
+    let archive = PlacementChange {
+        packs: vec![cold_pack_3],
+        add: vec![
+            Location {
+                tier: Tier::Cold,
+                pack: "cold/p3".into(),
+                ..warm(chunk(1), "cold/p3", 0, 10)
+            },
+            Location {
+                tier: Tier::Cold,
+                pack: "cold/p3".into(),
+                ..warm(chunk(2), "cold/p3", 10, 20)
+            },
+        ],
+        remove: first.add.clone(),
+        node: NODE.to_string(),
+        moves: true,
+        ..Default::default()
+    };
+    s.commit_placement(None, &rewrite).await.expect("rewrite");
+    let removed = s.commit_placement(None, &archive).await.expect("archive");
+    assert_eq!(
+        keys(&removed),
+        keys(&[warm(chunk(2), "warm/p1", 10, 20)]),
+        "only chunk 2's source was still there"
+    );
+    assert_eq!(
+        copies_of(s, 1).await,
+        keys(&[warm(chunk(1), "warm/p2", 0, 10)]),
+        "chunk 1 keeps the rewrite's copy only"
+    );
+    let c2 = copies_of(s, 2).await;
+    assert_eq!(c2.len(), 1, "{c2:?}");
+    assert_eq!((c2[0].1, c2[0].3.as_str()), (Tier::Cold, "cold/p3"));
+    let p3 = s.pack("cold/p3").await.expect("pack").expect("cold/p3");
+    assert_eq!(p3.live_bytes, 20, "the cold pack holds chunk 2 only");
+
+    // The same change without `moves` adds the copy whose source is gone.
+    let plain = PlacementChange {
+        moves: false,
+        ..rewrite.clone()
+    };
+    s.commit_placement(None, &plain).await.expect("plain");
+    let again = PlacementChange {
+        packs: vec![warm_pack("warm/p4", "", T0, 10)],
+        add: vec![warm(chunk(1), "warm/p4", 0, 10)],
+        remove: vec![warm(chunk(1), "warm/p1", 0, 10)],
+        node: NODE.to_string(),
+        moves: false,
+        ..Default::default()
+    };
+    s.commit_placement(None, &again).await.expect("not a move");
+    assert_eq!(
+        copies_of(s, 1).await.len(),
+        2,
+        "without moves the add is made though its source is gone"
+    );
 }
 
 // ---------------------------------------------------------------------------------

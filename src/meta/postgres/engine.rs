@@ -19,7 +19,7 @@ use super::{PostgresMeta, BATCH};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::engine::*;
-use crate::meta::placement::PackRecord;
+use crate::meta::placement::{moving_adds, PackRecord};
 use crate::model::{Location, Tier};
 
 /// Milliseconds since the epoch of a `timestamptz` expression, in SQL.
@@ -80,11 +80,21 @@ impl PostgresMeta {
         for p in packs {
             self.put_pack_in(&txn, p).await?;
         }
-        self.add_in(&txn, &change.add).await?;
+        let moved;
+        let add = if change.moves {
+            let mut ids: Vec<ChunkId> = change.remove.iter().map(|l| l.chunk).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let current = self.copies_in(&txn, &ids).await?;
+            moved = moving_adds(&change.add, &change.remove, &current);
+            &moved
+        } else {
+            &change.add
+        };
+        self.add_in(&txn, add).await?;
         let removed = self.remove_in(&txn, &change.remove, &change.node).await?;
 
-        let mut hot: Vec<(&str, &[u8])> = change
-            .add
+        let mut hot: Vec<(&str, &[u8])> = add
             .iter()
             .filter(|l| l.tier == Tier::Hot)
             .map(|l| (l.node.as_str(), l.chunk.as_bytes().as_slice()))

@@ -137,20 +137,13 @@ impl PostgresMeta {
 
     /// `remove_locations` inside `txn` (same rule, same locks); returns the copies
     /// removed.
-    pub(super) async fn remove_in(
+    /// Every copy of `chunks` (which the caller has locked), locked for update.
+    pub(super) async fn copies_in(
         &self,
         txn: &Transaction<'_>,
-        locations: &[Location],
-        reader: &str,
+        chunks: &[ChunkId],
     ) -> Result<Vec<Location>> {
-        if locations.is_empty() {
-            return Ok(Vec::new());
-        }
-        let present = self.lock_chunk_rows(txn, locations).await?;
-        let ids: Vec<&[u8]> = present
-            .iter()
-            .map(|(c, _)| c.as_bytes().as_slice())
-            .collect();
+        let ids: Vec<&[u8]> = chunks.iter().map(|c| c.as_bytes().as_slice()).collect();
         let sql = format!(
             "SELECT {LOCATION_COLUMNS} FROM locations WHERE chunk = ANY($1::bytea[]) \
              ORDER BY chunk, tier, node, pack FOR UPDATE"
@@ -169,6 +162,21 @@ impl PostgresMeta {
                 current.push(location_from_row(&row)?);
             }
         }
+        Ok(current)
+    }
+
+    pub(super) async fn remove_in(
+        &self,
+        txn: &Transaction<'_>,
+        locations: &[Location],
+        reader: &str,
+    ) -> Result<Vec<Location>> {
+        if locations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let present = self.lock_chunk_rows(txn, locations).await?;
+        let ids: Vec<ChunkId> = present.iter().map(|(c, _)| *c).collect();
+        let current = self.copies_in(txn, &ids).await?;
         let referenced = |c: &ChunkId| {
             present
                 .binary_search_by_key(c, |p| p.0)
