@@ -209,6 +209,8 @@ impl Engine {
         let (_, id) = parse_pack_name(&chosen.pack.id)?;
         let to = archived_name(&chosen.pack.id)?;
         let class = cold.class();
+        // The cold object is written under its write intent, held until the commit.
+        let intent = self.store.pack_intents().begin_write(&to).await?;
         if same_store(warm.store(), cold.store()) {
             warm.store().copy(&chosen.pack.id, &to, class).await?;
         } else {
@@ -256,7 +258,9 @@ impl Engine {
             .store
             .meta()
             .commit_placement(Some(&lease.fence()), &change)
-            .await?;
+            .await;
+        intent.finish().await;
+        let removed = removed?;
         report.objects_written += 1;
         count_moved(&removed, report);
         Ok(())
@@ -340,7 +344,8 @@ impl Engine {
     ) -> Result<()> {
         let cold = &self.store.pack_tiers().cold;
         let now = self.store.clock_ms();
-        let mut written = packing::upload(cold, built, writer.class(), now).await?;
+        let intents = self.store.pack_intents();
+        let mut written = packing::upload(intents, cold, built, writer.class(), now).await?;
         written.record.min_keep_until_ms = Some(now + cold.class().min_storage_days() * DAY_MS);
         report.objects_written += 1;
         let mut by_pack: HashMap<String, (Vec<Location>, Vec<Location>)> = HashMap::new();
@@ -377,9 +382,13 @@ impl Engine {
                 Err(e) if e.kind() == ErrorKind::Fenced => {
                     report.errors.push(format!("pack {pack}: {e}"));
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    written.intent.finish().await;
+                    return Err(e);
+                }
             }
         }
+        written.intent.finish().await;
         Ok(())
     }
 }

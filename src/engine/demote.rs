@@ -386,7 +386,8 @@ impl Engine {
         let node = self.store.node_id();
         let warm = &self.store.pack_tiers().warm;
         let chunks: Vec<ChunkId> = built.entries.iter().map(|e| e.chunk).collect();
-        let written = packing::upload(warm, built, class, self.store.clock_ms()).await?;
+        let intents = self.store.pack_intents();
+        let written = packing::upload(intents, warm, built, class, self.store.clock_ms()).await?;
         report.objects_written += 1;
         let change = PlacementChange {
             node: self.store.node_id().to_string(),
@@ -396,8 +397,11 @@ impl Engine {
             moves: true,
             ..PlacementChange::default()
         };
-        self.commit_removing_hot(lease, &change, lengths, report)
-            .await
+        let res = self
+            .commit_removing_hot(lease, &change, lengths, report)
+            .await;
+        written.intent.finish().await;
+        res
     }
 
     async fn commit_removing_hot(

@@ -16,6 +16,7 @@
 
 mod archive;
 mod demote;
+pub mod intent;
 pub mod lease;
 mod packing;
 mod plan;

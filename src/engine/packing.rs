@@ -93,12 +93,13 @@ impl PackWriter {
 
 /// Upload a finished pack to `tier` (one PUT, then a HEAD check) and record its class.
 pub async fn upload(
+    intents: &super::intent::PackIntents,
     tier: &PackTier,
     built: BuiltPack,
     class: &str,
     now_ms: u64,
 ) -> Result<WrittenPack> {
-    let mut written = tier.upload(built, now_ms).await?;
+    let mut written = tier.upload(intents, built, now_ms).await?;
     written.record.class = class.to_string();
     Ok(written)
 }

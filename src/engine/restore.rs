@@ -201,7 +201,9 @@ impl Engine {
         report: &mut PassReport,
     ) -> Result<()> {
         let warm = &self.store.pack_tiers().warm;
-        let written = packing::upload(warm, built, writer.class(), self.store.clock_ms()).await?;
+        let intents = self.store.pack_intents();
+        let written =
+            packing::upload(intents, warm, built, writer.class(), self.store.clock_ms()).await?;
         let bytes: u64 = written.locations.iter().map(|l| l.length).sum();
         let chunks = written.locations.len() as u64;
         let change = PlacementChange {
@@ -210,10 +212,13 @@ impl Engine {
             add: written.locations,
             ..PlacementChange::default()
         };
-        self.store
+        let res = self
+            .store
             .meta()
             .commit_placement(Some(&lease.fence()), &change)
-            .await?;
+            .await;
+        written.intent.finish().await;
+        res?;
         report.objects_written += 1;
         report.chunks_moved += chunks;
         report.bytes_moved += bytes;

@@ -189,6 +189,43 @@ impl EngineStore for EmbeddedMeta {
         .await
     }
 
+    async fn live_leases(&self, prefix: &str) -> Result<Vec<Lease>> {
+        let prefix = prefix.to_string();
+        self.blocking(move |inner| {
+            let now = inner.clock.now_ms();
+            let handle = cf(&inner.db, rocks::CF_LEASES)?;
+            let mut it = inner
+                .db
+                .raw_iterator_cf_opt(handle, within_prefix(prefix.as_bytes()));
+            it.seek(prefix.as_bytes());
+            let mut out = Vec::new();
+            while it.valid() {
+                let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                    break;
+                };
+                if !k.starts_with(prefix.as_bytes()) {
+                    break;
+                }
+                let name = String::from_utf8_lossy(k).into_owned();
+                let rec: LeaseRecord = serde_json::from_slice(v).map_err(|e| {
+                    Error::corrupt(format!("embedded lease {name:?} is malformed")).with_source(e)
+                })?;
+                if rec.until_ms > now {
+                    out.push(Lease {
+                        name,
+                        holder: rec.holder,
+                        token: rec.token,
+                        until_ms: rec.until_ms,
+                    });
+                }
+                it.next();
+            }
+            it.status()?;
+            Ok(out)
+        })
+        .await
+    }
+
     async fn release_lease(&self, lease: &Lease) -> Result<()> {
         let lease = lease.clone();
         self.blocking(move |inner| {

@@ -201,6 +201,10 @@ pub trait EngineStore: Send + Sync + 'static {
     /// Give a lease up before it lapses (nothing happens if it was taken over).
     async fn release_lease(&self, lease: &Lease) -> Result<()>;
 
+    /// The leases whose name starts with `prefix` and that are live now on the store's
+    /// clock (pack write and delete intents: docs/integrity.md, "Pack intents").
+    async fn live_leases(&self, prefix: &str) -> Result<Vec<Lease>>;
+
     /// Apply `change` atomically if `fence` (when given) is still valid; `Fenced` and
     /// nothing written otherwise. Returns the copies actually removed.
     async fn commit_placement(

@@ -204,6 +204,10 @@ impl EngineStore for FaultyMeta {
         self.check("release_lease", None)?;
         self.inner.release_lease(lease).await
     }
+    async fn live_leases(&self, prefix: &str) -> Result<Vec<Lease>> {
+        self.check("live_leases", None)?;
+        self.inner.live_leases(prefix).await
+    }
     async fn commit_placement(
         &self,
         fence: Option<&Fence>,

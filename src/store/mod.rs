@@ -104,6 +104,8 @@ struct Inner {
     hot: Arc<dyn ChunkTier>,
     /// The warm and cold tiers (packs in object stores).
     tiers: crate::tier::Tiers,
+    /// Write and delete intents on pack names (docs/integrity.md, "Pack intents").
+    intents: crate::engine::intent::PackIntents,
     clock: Arc<dyn Clock>,
     node: String,
     /// True when metadata commits go through the same RocksDB WAL as chunk writes, so
@@ -205,6 +207,11 @@ impl Store {
         let promotions = Arc::new(Promotions::new(&settings, clock.clone()));
         let store = Store {
             inner: Arc::new(Inner {
+                intents: crate::engine::intent::PackIntents::new(
+                    meta.clone(),
+                    &node,
+                    settings.workers.lease_secs.saturating_mul(1000),
+                ),
                 settings,
                 meta,
                 hot,
@@ -247,6 +254,11 @@ impl Store {
     /// This node's id (owner of its hot copies in shared metadata).
     pub fn node_id(&self) -> &str {
         &self.inner.node
+    }
+
+    /// Write and delete intents on pack names, for everything that writes packs.
+    pub fn pack_intents(&self) -> &crate::engine::intent::PackIntents {
+        &self.inner.intents
     }
 
     /// The metadata store (for tools and tests).

@@ -150,13 +150,15 @@ impl Store {
         .await??;
         let mut packs = Vec::new();
         let mut add = Vec::new();
+        let mut intents = Vec::new();
         for b in built {
-            let mut written = tier.upload(b, self.now_ms()).await?;
+            let mut written = tier.upload(&self.inner.intents, b, self.now_ms()).await?;
             report.requests += 2;
             report.bytes_rewritten += written.record.size;
             written.record.class = p.class.clone();
             packs.push(written.record);
             add.extend(written.locations);
+            intents.push(written.intent);
         }
         let change = PlacementChange {
             packs,
@@ -166,7 +168,9 @@ impl Store {
             moves: true,
             ..Default::default()
         };
-        self.inner.meta.commit_placement(None, &change).await?;
+        let res = self.inner.meta.commit_placement(None, &change).await;
+        crate::engine::intent::finish_all(intents).await;
+        res?;
         report.packs_rewritten += 1;
         Ok(())
     }
@@ -186,11 +190,27 @@ impl Store {
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
             for p in &page {
+                // The delete intent first: a writer re-creating this name from now on
+                // backs off, and one already writing it is seen here.
+                let Some(intent) = self.inner.intents.begin_delete(&p.id).await? else {
+                    continue; // being written (or deleted by another process)
+                };
                 if !meta.delete_dead_pack(&p.id, cutoff, now).await? {
+                    intent.finish().await;
                     continue; // a copy was recorded in it meanwhile
                 }
                 self.pause_at("pack-delete").await;
-                self.inner.tiers.get(p.tier)?.store().delete(&p.id).await?;
+                if !intent.held().await? {
+                    // Lost while paused: a writer may own the name now. The object is
+                    // left for the orphan sweep, which looks again.
+                    report
+                        .errors
+                        .push(format!("pack {}: delete intent lost", p.id));
+                    continue;
+                }
+                let deleted = self.inner.tiers.get(p.tier)?.store().delete(&p.id).await;
+                intent.finish().await;
+                deleted?;
                 report.requests += 1;
                 report.packs_deleted += 1;
                 match p.tier {
@@ -270,19 +290,45 @@ impl Store {
             {
                 continue;
             }
-            // Pack keys come from their content: a writer may have put the same pack
-            // again since the listing, and commits only after its PUT. A fresh HEAD
-            // after the record check sees such a write and keeps the object; what is
-            // left is a PUT landing between this HEAD and the DELETE (one request).
+            // Pack keys come from their content: a writer may be putting the same pack
+            // again. Its write intent (taken before its PUT) keeps the object; one that
+            // starts after the delete intent below backs off until it is released.
+            let Some(intent) = self.inner.intents.begin_delete(&o.key).await? else {
+                continue;
+            };
+            // Checked again under the intent: a writer that finished in between has
+            // committed its record.
+            if self.inner.meta.pack(&o.key).await?.is_some() {
+                intent.finish().await;
+                continue;
+            }
+            // A writer whose intent lapsed (a paused process) may still have PUT since
+            // the listing: a fresh HEAD keeps an object written within the grace period.
             match store.head(&o.key).await {
                 Ok(now_meta) if now_meta.last_modified_ms.is_some_and(|t| t <= cutoff) => {}
-                Ok(_) => continue,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+                Ok(_) => {
+                    intent.finish().await;
+                    continue;
+                }
+                Err(e) => {
+                    intent.finish().await;
+                    if e.kind() == ErrorKind::NotFound {
+                        continue;
+                    }
+                    return Err(e);
+                }
             }
             report.requests += 1;
             self.pause_at("orphan-delete").await;
-            store.delete(&o.key).await?;
+            if !intent.held().await? {
+                report
+                    .errors
+                    .push(format!("orphan {}: delete intent lost", o.key));
+                continue;
+            }
+            let deleted = store.delete(&o.key).await;
+            intent.finish().await;
+            deleted?;
             report.requests += 1;
             report.orphan_packs_deleted += 1;
             match tier {

@@ -304,7 +304,8 @@ impl Store {
         // `replicated` durability packs the new chunks into warm before the commit. When
         // the blob already exists with other chunking settings, these chunks are not its
         // chunks: uploading them would only leave a pack nobody records.
-        let replicas = match self.existing_other_cut(&id, params, &w).await? {
+        // The replicas' write intents are held until the commit below has landed.
+        let (replicas, _replica_intents) = match self.existing_other_cut(&id, params, &w).await? {
             Some(existing) => return Ok(self.existed(&existing, None, written)),
             None => self.replicate(&w.locations).await?,
         };

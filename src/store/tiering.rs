@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::Store;
+use crate::engine::intent::PackWrite;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::model::{Health, Location, Tier};
@@ -193,7 +194,9 @@ impl Store {
         let tier = self.inner.tiers.get(to)?;
         let builder = std::mem::replace(&mut p.builder, tier.builder());
         let members = std::mem::take(&mut p.members);
-        let written = tier.upload(builder.finish()?, self.now_ms()).await?;
+        let written = tier
+            .upload(&self.inner.intents, builder.finish()?, self.now_ms())
+            .await?;
         // The pack and its copies in one commit: pack GC never sees the pack without
         // the copies that keep it.
         let change = crate::meta::PlacementChange {
@@ -202,7 +205,9 @@ impl Store {
             node: self.inner.node.clone(),
             ..Default::default()
         };
-        self.inner.meta.commit_placement(None, &change).await?;
+        let res = self.inner.meta.commit_placement(None, &change).await;
+        written.intent.finish().await;
+        res?;
         report.packs_written += 1;
         report.written += members.len() as u64;
         report.bytes_written += members.iter().map(|m| m.1).sum::<u64>();
@@ -294,14 +299,19 @@ impl Store {
     }
 
     /// For `replicated` durability: pack the chunks a put wrote to hot into the warm tier
-    /// and return their warm locations, to commit with the blob. Nothing for `local`.
-    pub(super) async fn replicate(&self, written: &[Location]) -> Result<Vec<Location>> {
+    /// and return their warm locations, to commit with the blob, and the packs' write
+    /// intents, to hold until that commit has landed. Nothing for `local`.
+    pub(super) async fn replicate(
+        &self,
+        written: &[Location],
+    ) -> Result<(Vec<Location>, Vec<PackWrite>)> {
         if self.inner.settings.durability.mode != Durability::Replicated {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let warm = &self.inner.tiers.warm;
         let mut builder = warm.builder();
         let mut out = Vec::new();
+        let mut intents = Vec::new();
         for l in written.iter().filter(|l| l.tier == Tier::Hot) {
             let bytes = self.inner.hot.get(&l.chunk).await?.ok_or_else(|| {
                 Error::internal(format!(
@@ -312,24 +322,28 @@ impl Store {
             builder.add(l.chunk, &bytes)?;
             if builder.is_full() {
                 let full = std::mem::replace(&mut builder, warm.builder());
-                out.extend(self.upload_replica(full).await?);
+                let (locs, intent) = self.upload_replica(full).await?;
+                out.extend(locs);
+                intents.push(intent);
             }
         }
         if !builder.is_empty() {
-            out.extend(self.upload_replica(builder).await?);
+            let (locs, intent) = self.upload_replica(builder).await?;
+            out.extend(locs);
+            intents.push(intent);
         }
-        Ok(out)
+        Ok((out, intents))
     }
 
-    async fn upload_replica(&self, builder: PackBuilder) -> Result<Vec<Location>> {
+    async fn upload_replica(&self, builder: PackBuilder) -> Result<(Vec<Location>, PackWrite)> {
         let written = self
             .inner
             .tiers
             .warm
-            .upload(builder.finish()?, self.now_ms())
+            .upload(&self.inner.intents, builder.finish()?, self.now_ms())
             .await?;
         self.inner.meta.put_pack(&written.record).await?;
-        Ok(written.locations)
+        Ok((written.locations, written.intent))
     }
 }
 

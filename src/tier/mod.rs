@@ -20,6 +20,7 @@ pub use index::read_index;
 pub use read::{decode_stored, ChunkRead};
 
 use crate::clock::Clock;
+use crate::engine::intent::{PackIntents, PackWrite};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::meta::placement::{PackRecord, PackRestore};
@@ -67,12 +68,15 @@ pub fn parse_pack_name(name: &str) -> Result<(Tier, PackId)> {
 }
 
 /// A pack uploaded and verified, ready to be committed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct WrittenPack {
     /// Its metadata record.
     pub record: PackRecord,
     /// One verified location per chunk in it.
     pub locations: Vec<Location>,
+    /// The write intent taken before the upload: finish it once the commit naming the
+    /// pack has landed (or failed).
+    pub intent: PackWrite,
 }
 
 /// One warm or cold tier: an object store, a storage class and pack settings.
@@ -125,9 +129,15 @@ impl PackTier {
     /// Upload a finished pack (one PUT), verify it (one HEAD: the object exists with the
     /// expected size; the bytes were verified chunk by chunk when they were added to the
     /// builder and the pack is named by their hash), and describe what to commit.
-    pub async fn upload(&self, built: BuiltPack, now_ms: u64) -> Result<WrittenPack> {
+    pub async fn upload(
+        &self,
+        intents: &PackIntents,
+        built: BuiltPack,
+        now_ms: u64,
+    ) -> Result<WrittenPack> {
         let name = pack_name(self.tier, &built.id);
         let size = built.bytes.len() as u64;
+        let intent = intents.begin_write(&name).await?;
         self.store.put(&name, built.bytes, self.class).await?;
         let head = self.store.head(&name).await?;
         if head.size != size {
@@ -168,29 +178,11 @@ impl PackTier {
                 days => Some(now_ms.saturating_add(days.saturating_mul(86_400_000))),
             },
         };
-        Ok(WrittenPack { record, locations })
-    }
-
-    /// Pack `chunks` (already verified by the caller or re-verified by the builder) into
-    /// as many packs as the target size asks, uploading each as it fills.
-    pub async fn write_all(
-        &self,
-        chunks: Vec<(ChunkId, Bytes)>,
-        now_ms: u64,
-    ) -> Result<Vec<WrittenPack>> {
-        let mut out = Vec::new();
-        let mut builder = self.builder();
-        for (id, bytes) in chunks {
-            builder.add(id, &bytes)?;
-            if builder.is_full() {
-                let full = std::mem::replace(&mut builder, self.builder());
-                out.push(self.upload(full.finish()?, now_ms).await?);
-            }
-        }
-        if !builder.is_empty() {
-            out.push(self.upload(builder.finish()?, now_ms).await?);
-        }
-        Ok(out)
+        Ok(WrittenPack {
+            record,
+            locations,
+            intent,
+        })
     }
 
     /// Ask for an archived pack to be restored for `days` days (one request).

@@ -67,6 +67,7 @@ macro_rules! engine_conformance_tests {
             engine_lease_is_exclusive_and_renewal_keeps_token,
             engine_lease_concurrent_acquire_has_one_winner,
             engine_lease_lapse_and_release_take_new_tokens,
+            engine_live_leases_by_prefix,
             engine_fenced_commit_is_refused_and_writes_nothing,
             engine_commit_placement_is_atomic_and_keeps_last_copy,
             engine_racing_moves_of_one_copy_leave_one_new_copy,
@@ -385,6 +386,48 @@ pub async fn engine_lease_lapse_and_release_take_new_tokens(s: Arc<dyn MetaStore
     assert!(
         c2.token > c.token,
         "a grant after lapse to the same holder takes a new token"
+    );
+}
+
+/// `live_leases` lists the live leases under a prefix, by name, with their holder and
+/// token; lapsed and released ones, and other prefixes, are not listed.
+pub async fn engine_live_leases_by_prefix(s: Arc<dyn MetaStore>, l: Lapse) {
+    let s = &*s;
+    let a = s
+        .acquire_lease("pack-write:warm/a/w1", "w1", l.ttl_ms)
+        .await
+        .expect("acquire")
+        .expect("a");
+    let b = s
+        .acquire_lease("pack-write:warm/a/w2", "w2", l.ttl_ms)
+        .await
+        .expect("acquire")
+        .expect("b");
+    s.acquire_lease("pack-write:warm/ab/w3", "w3", l.ttl_ms)
+        .await
+        .expect("acquire")
+        .expect("c");
+    s.acquire_lease("pack-delete:warm/a", "gc", l.ttl_ms)
+        .await
+        .expect("acquire")
+        .expect("d");
+    let live = s.live_leases("pack-write:warm/a/").await.expect("live");
+    assert_eq!(live, vec![a.clone(), b.clone()]);
+    s.release_lease(&a).await.expect("release");
+    let live = s.live_leases("pack-write:warm/a/").await.expect("live");
+    assert_eq!(live, vec![b.clone()]);
+    assert_eq!(
+        s.live_leases("pack-delete:warm/a")
+            .await
+            .expect("live")
+            .len(),
+        1
+    );
+    assert!(s.live_leases("nothing:").await.expect("live").is_empty());
+    l.wait().await;
+    assert!(
+        s.live_leases("pack-").await.expect("live").is_empty(),
+        "lapsed leases are not live"
     );
 }
 

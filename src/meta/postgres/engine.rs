@@ -249,6 +249,33 @@ impl EngineStore for PostgresMeta {
         .transpose()
     }
 
+    async fn live_leases(&self, prefix: &str) -> Result<Vec<Lease>> {
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(concat!(
+                "SELECT name, holder, token, ",
+                epoch_ms!("until"),
+                " FROM leases WHERE starts_with(name, $1) AND until > clock_timestamp() \
+                 ORDER BY name"
+            ))
+            .await
+            .map_err(self.err("prepare"))?;
+        let rows = client
+            .query(&st, &[&prefix])
+            .await
+            .map_err(self.err("list leases"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(Lease {
+                    name: row.get(0),
+                    holder: row.get(1),
+                    token: col_u64(row, 2, "fencing token")?,
+                    until_ms: col_u64(row, 3, "lease end")?,
+                })
+            })
+            .collect()
+    }
+
     async fn release_lease(&self, lease: &Lease) -> Result<()> {
         let token = i64_of(lease.token, "fencing token")?;
         let client = self.client().await?;

@@ -328,6 +328,22 @@ impl Store {
         store: &dyn ObjectStore,
         grace_ms: u64,
     ) -> Result<Repair> {
+        // Under the delete intent, as gc deletes: a writer of the same name either is
+        // seen here or backs off until the intent is released.
+        let Some(intent) = self.inner.intents.begin_delete(key).await? else {
+            return Ok(Repair::NotRepaired("a writer is writing it now".into()));
+        };
+        let res = self.delete_orphan_under(key, store, grace_ms).await;
+        intent.finish().await;
+        res
+    }
+
+    async fn delete_orphan_under(
+        &self,
+        key: &str,
+        store: &dyn ObjectStore,
+        grace_ms: u64,
+    ) -> Result<Repair> {
         let meta = &self.inner.meta;
         if meta.pack(key).await?.is_some() || !meta.pack_locations(key).await?.is_empty() {
             return Ok(Repair::NotRepaired(

@@ -287,14 +287,16 @@ impl Store {
         })
         .await??;
         for pack in built {
-            let written = pack_tier.upload(pack, now).await?;
+            let written = pack_tier.upload(&self.inner.intents, pack, now).await?;
             let change = PlacementChange {
                 packs: vec![written.record],
                 add: written.locations,
                 node: self.inner.node.clone(),
                 ..Default::default()
             };
-            self.inner.meta.commit_placement(None, &change).await?;
+            let res = self.inner.meta.commit_placement(None, &change).await;
+            written.intent.finish().await;
+            res?;
         }
         Ok(())
     }
