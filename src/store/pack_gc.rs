@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use super::admin::GcReport;
 use super::Store;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::id::ChunkId;
 use crate::meta::{PackRecord, PlacementChange};
 use crate::model::{Health, Location, Tier};
@@ -131,23 +131,7 @@ impl Store {
             }
         }
         let tier = self.inner.tiers.get(p.tier)?;
-        let template = tier.builder();
-        let built = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            let mut builder = template.empty_like();
-            for (id, bytes) in &chunks {
-                builder.add_verified(*id, bytes)?;
-                if builder.is_full() {
-                    let full = std::mem::replace(&mut builder, template.empty_like());
-                    out.push(full.finish()?);
-                }
-            }
-            if !builder.is_empty() {
-                out.push(builder.finish()?);
-            }
-            Ok::<_, Error>(out)
-        })
-        .await??;
+        let built = tier.build_verified(chunks).await?;
         let mut packs = Vec::new();
         let mut add = Vec::new();
         let mut intents = Vec::new();

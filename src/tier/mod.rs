@@ -185,6 +185,28 @@ impl PackTier {
         })
     }
 
+    /// Pack `chunks` (bytes their caller has verified) into as many packs as the target
+    /// size asks, off the async workers: compression and hashing are CPU work.
+    pub async fn build_verified(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<Vec<BuiltPack>> {
+        let template = self.builder();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let mut builder = template.empty_like();
+            for (id, bytes) in &chunks {
+                builder.add_verified(*id, bytes)?;
+                if builder.is_full() {
+                    let full = std::mem::replace(&mut builder, template.empty_like());
+                    out.push(full.finish()?);
+                }
+            }
+            if !builder.is_empty() {
+                out.push(builder.finish()?);
+            }
+            Ok(out)
+        })
+        .await?
+    }
+
     /// Ask for an archived pack to be restored for `days` days (one request).
     pub async fn restore(&self, name: &str, days: u32) -> Result<()> {
         parse_pack_name(name)?;

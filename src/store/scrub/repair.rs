@@ -269,24 +269,7 @@ impl Store {
     async fn write_pack_copies(&self, tier: Tier, chunks: Vec<(ChunkId, Bytes)>) -> Result<()> {
         let pack_tier = self.inner.tiers.get(tier)?;
         let now = self.now_ms();
-        let template = pack_tier.builder();
-        let built = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            let mut builder = template.empty_like();
-            for (id, bytes) in &chunks {
-                builder.add_verified(*id, bytes)?;
-                if builder.is_full() {
-                    let full = std::mem::replace(&mut builder, template.empty_like());
-                    out.push(full.finish()?);
-                }
-            }
-            if !builder.is_empty() {
-                out.push(builder.finish()?);
-            }
-            Ok::<_, crate::error::Error>(out)
-        })
-        .await??;
-        for pack in built {
+        for pack in pack_tier.build_verified(chunks).await? {
             let written = pack_tier.upload(&self.inner.intents, pack, now).await?;
             let change = PlacementChange {
                 packs: vec![written.record],
