@@ -42,7 +42,9 @@ pub struct PackIntents {
     ttl_ms: u64,
 }
 
-/// A write intent held until the writer's commit has landed (or failed).
+/// A write intent held until the writer's commit has landed (or failed). Dropped
+/// without [`PackWrite::finish`] (a cancelled task), it stops being renewed and lapses
+/// after the lease time.
 pub struct PackWrite {
     guard: Option<LeaseGuard>,
 }
@@ -137,18 +139,6 @@ impl PackWrite {
                 // It lapses on its own; nothing depends on the release.
                 tracing::debug!(error = %e, "releasing a pack write intent failed");
             }
-        }
-    }
-}
-
-impl Drop for PackWrite {
-    /// Dropped on an error path without `finish`: release it in the background, so
-    /// that gc need not wait for the lease to lapse before collecting the object.
-    fn drop(&mut self) {
-        if let (Some(g), Ok(rt)) = (self.guard.take(), tokio::runtime::Handle::try_current()) {
-            rt.spawn(async move {
-                let _ = g.release().await;
-            });
         }
     }
 }

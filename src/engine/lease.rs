@@ -15,7 +15,9 @@ use crate::meta::{Fence, Lease, MetaStore};
 pub struct LeaseGuard {
     meta: Arc<dyn MetaStore>,
     lease: Arc<Mutex<Lease>>,
-    renewer: JoinHandle<()>,
+    /// `None` once stopped. The task holds the metadata store: `release` waits for it
+    /// to end, so that nothing keeps the store open after its owner closed it.
+    renewer: Option<JoinHandle<()>>,
 }
 
 impl LeaseGuard {
@@ -35,7 +37,7 @@ impl LeaseGuard {
         Ok(Some(LeaseGuard {
             meta: meta.clone(),
             lease,
-            renewer,
+            renewer: Some(renewer),
         }))
     }
 
@@ -51,8 +53,11 @@ impl LeaseGuard {
     }
 
     /// Stop renewing and give the lease up.
-    pub async fn release(self) -> Result<()> {
-        self.renewer.abort();
+    pub async fn release(mut self) -> Result<()> {
+        if let Some(renewer) = self.renewer.take() {
+            renewer.abort();
+            let _ = renewer.await;
+        }
         let lease = self.current();
         self.meta.release_lease(&lease).await
     }
@@ -61,7 +66,9 @@ impl LeaseGuard {
 impl Drop for LeaseGuard {
     /// Dropped without `release` (an error path): stop renewing; the lease lapses.
     fn drop(&mut self) {
-        self.renewer.abort();
+        if let Some(renewer) = &self.renewer {
+            renewer.abort();
+        }
     }
 }
 

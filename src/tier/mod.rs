@@ -138,14 +138,11 @@ impl PackTier {
         let name = pack_name(self.tier, &built.id);
         let size = built.bytes.len() as u64;
         let intent = intents.begin_write(&name).await?;
-        self.store.put(&name, built.bytes, self.class).await?;
-        let head = self.store.head(&name).await?;
-        if head.size != size {
-            return Err(Error::corrupt(format!(
-                "pack {name} in {}: {} bytes after upload, expected {size}",
-                self.store.describe(),
-                head.size
-            )));
+        if let Err(e) = self.put_checked(&name, built.bytes, size).await {
+            // Given up now, so that gc may collect what the PUT left without waiting
+            // for the intent to lapse.
+            intent.finish().await;
+            return Err(e);
         }
         let locations = built
             .entries
@@ -183,6 +180,20 @@ impl PackTier {
             locations,
             intent,
         })
+    }
+
+    /// One PUT, then a HEAD: the object exists with the expected size.
+    async fn put_checked(&self, name: &str, bytes: Bytes, size: u64) -> Result<()> {
+        self.store.put(name, bytes, self.class).await?;
+        let head = self.store.head(name).await?;
+        if head.size != size {
+            return Err(Error::corrupt(format!(
+                "pack {name} in {}: {} bytes after upload, expected {size}",
+                self.store.describe(),
+                head.size
+            )));
+        }
+        Ok(())
     }
 
     /// Pack `chunks` (bytes their caller has verified) into as many packs as the target
