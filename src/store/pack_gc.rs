@@ -158,6 +158,9 @@ impl Store {
             packs.push(written.record);
             add.extend(written.locations);
         }
+        // Uploaded, not yet committed: a failure from here leaves the new objects as
+        // orphans for the sweep, and the old copies where they were.
+        self.pause_at("pack-rewrite-commit").await;
         let change = PlacementChange {
             packs,
             add,
