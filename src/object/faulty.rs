@@ -27,8 +27,8 @@ const OPERATIONS: [&str; 9] = [
 ];
 
 /// Wraps any [`ObjectStore`]: counts every call per operation (failed ones too) and, when
-/// switched on, fails calls with `ErrorKind::Unavailable`, delays them, or flips a bit in
-/// the bytes reads return.
+/// switched on, fails calls with `ErrorKind::Unavailable`, delays them, flips a bit in
+/// the bytes reads return, or cuts those bytes short (a body that ends early).
 ///
 /// ```
 /// # async fn demo(inner: std::sync::Arc<dyn strata::object::ObjectStore>) {
@@ -46,6 +46,8 @@ pub struct FaultyObjectStore {
     fail_writes: AtomicBool,
     fail_next: AtomicU64,
     corrupt_reads: AtomicBool,
+    /// Bytes cut off the end of every non-empty read body (0: none).
+    truncate_by: AtomicU64,
     delay_ms: AtomicU64,
     counts: [AtomicU64; OPERATIONS.len()],
 }
@@ -64,6 +66,7 @@ impl FaultyObjectStore {
             fail_writes: AtomicBool::new(false),
             fail_next: AtomicU64::new(0),
             corrupt_reads: AtomicBool::new(false),
+            truncate_by: AtomicU64::new(0),
             delay_ms: AtomicU64::new(0),
             counts: Default::default(),
         }
@@ -97,6 +100,15 @@ impl FaultyObjectStore {
     /// Flip one bit in the middle of every non-empty `get`/`get_range` result.
     pub fn set_corrupt_reads(&self, on: bool) {
         self.corrupt_reads.store(on, Ordering::SeqCst);
+    }
+
+    /// With `Some(n)`, every non-empty `get`/`get_range` body arrives with its last `n`
+    /// bytes (at least one, at most all) missing and no error, as from a connection
+    /// closed early; the object itself is untouched. `None` switches it off. Applied
+    /// after [`Self::set_corrupt_reads`].
+    pub fn set_truncate_reads(&self, cut: Option<u64>) {
+        let by = cut.map_or(0, |n| n.max(1));
+        self.truncate_by.store(by, Ordering::SeqCst);
     }
 
     /// Sleep this long before every call (0: no delay).
@@ -170,6 +182,19 @@ impl FaultyObjectStore {
         v[mid] ^= 0x01;
         Bytes::from(v)
     }
+
+    /// What a read returns: its bytes as the switches leave them.
+    fn deliver(&self, bytes: Bytes) -> Bytes {
+        let bytes = self.maybe_corrupt(bytes);
+        let by = self.truncate_by.load(Ordering::SeqCst);
+        if by == 0 || bytes.is_empty() {
+            return bytes;
+        }
+        let keep = bytes
+            .len()
+            .saturating_sub(usize::try_from(by).unwrap_or(usize::MAX));
+        bytes.slice(..keep)
+    }
 }
 
 #[async_trait]
@@ -189,12 +214,12 @@ impl ObjectStore for FaultyObjectStore {
 
     async fn get(&self, key: &str) -> Result<Bytes> {
         self.enter(1, false).await?;
-        Ok(self.maybe_corrupt(self.inner.get(key).await?))
+        Ok(self.deliver(self.inner.get(key).await?))
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         self.enter(2, false).await?;
-        Ok(self.maybe_corrupt(self.inner.get_range(key, range).await?))
+        Ok(self.deliver(self.inner.get_range(key, range).await?))
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {

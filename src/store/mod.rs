@@ -82,8 +82,13 @@ pub struct Components {
 
 /// A test hook that can hold an operation at a named point, to force an interleaving
 /// of concurrent operations. Points: `"hot-delete"` (a deletion of hot bytes, after the
-/// metadata commit that removed their locations, before the deletion step) and
-/// `"put-commit"` (a put, after writing its chunks, before its metadata commit).
+/// metadata commit that removed their locations, before the deletion step),
+/// `"put-commit"` (a put, after writing its chunks, before its metadata commit),
+/// `"pack-rewrite-commit"` (gc rewriting a sparse pack, after uploading the new packs,
+/// before the commit that moves the copies), `"pack-delete"` (gc, after deleting a dead
+/// pack's record, before its object), `"orphan-delete"` (gc's orphan sweep, before
+/// deleting an object) and `"scrub-repair"` (a scrub step, after recording its
+/// verdicts, before repairing).
 pub trait PausePoint: Send + Sync + 'static {
     /// Return when the operation at `point` may go on.
     fn at<'a>(&'a self, point: &'static str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;

@@ -144,6 +144,9 @@ impl Store {
             add.extend(written.locations);
             intents.push(written.intent);
         }
+        // Uploaded, not yet committed: a failure from here leaves the new objects as
+        // orphans for the sweep, and the old copies where they were.
+        self.pause_at("pack-rewrite-commit").await;
         let change = PlacementChange {
             packs,
             add,

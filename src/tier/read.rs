@@ -280,10 +280,7 @@ impl JobState {
                     self.decode_ready(reads);
                 }
                 Some(Err(e)) => self.fail_pending(&e),
-                None => {
-                    let e = Error::corrupt(format!("pack {}: short read", self.job.pack));
-                    self.fail_pending(&e);
-                }
+                None => self.short_body(tiers, reads).await,
             }
         }
     }
@@ -308,6 +305,54 @@ impl JobState {
         self.pending = before;
         if let Some(end) = self.pending.iter().map(|&i| end_of(&reads[i])).max() {
             self.job.range.end = end;
+        }
+    }
+
+    /// The body ended before the bytes of the pending members arrived, without an
+    /// error. That alone does not show the object is damaged: a connection closed
+    /// early, a proxy or a store breaking the `get_range` contract cut the transfer,
+    /// and the object may be whole. Marking its copies `Corrupt` would have scrub
+    /// replace, and gc leave behind, copies that are fine. So a HEAD decides, as for
+    /// a refused range (`truncated_at`): members ending past the object's end are
+    /// `Corrupt` (the pack was truncated); the others are `Unavailable` (a retry
+    /// reads them); a failed HEAD fails them with its own error.
+    async fn short_body(&mut self, tiers: &Tiers, reads: &[ChunkRead]) {
+        let (pack, got, want) = (self.job.pack.clone(), self.received.end, self.job.range.end);
+        let head = match tiers.get(self.job.tier) {
+            Ok(t) => t.store().head(&pack).await,
+            Err(e) => Err(e),
+        };
+        let size = match head {
+            Ok(meta) => meta.size,
+            Err(e) => {
+                let e = Error::new(
+                    e.kind(),
+                    format!(
+                        "the body ended at byte {got} of {}..{want}, and a HEAD of the \
+                         object failed: {}",
+                        self.job.range.start,
+                        e.context()
+                    ),
+                );
+                return self.fail_pending(&e);
+            }
+        };
+        let cut = Error::unavailable(format!(
+            "the body ended at byte {got} of {}..{want}; the object is {size} bytes \
+             (a transfer cut short)",
+            self.job.range.start
+        ));
+        let truncated = Error::corrupt(format!(
+            "the body ended at byte {got}; the object is {size} bytes, shorter than the \
+             copies recorded in it (up to byte {want}): truncated"
+        ));
+        for i in self.pending.drain(..) {
+            let e = if end_of(&reads[i]) > size {
+                &truncated
+            } else {
+                &cut
+            };
+            self.ready.push_back((i, Err(copy_err(e, &pack))));
         }
     }
 
