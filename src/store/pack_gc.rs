@@ -57,26 +57,59 @@ impl Store {
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
-            for p in &page {
-                if p.tier == Tier::Cold && !self.compaction_pays(p) {
-                    report.packs_kept_by_cost += 1;
+            // Warm packs of one policy class are rewritten together into full packs
+            // (fewer, fuller objects, one commit per group); cold ones one at a time,
+            // each after its own cost check and restore.
+            let mut group: Vec<PackRecord> = Vec::new();
+            let mut live = 0u64;
+            let target = self.inner.tiers.warm.pack_bytes() as u64;
+            for p in page.iter().cloned() {
+                if p.tier == Tier::Cold {
+                    if !self.compaction_pays(&p) {
+                        report.packs_kept_by_cost += 1;
+                        continue;
+                    }
+                    self.rewrite_group(std::slice::from_ref(&p), report).await?;
                     continue;
                 }
-                match self.rewrite_pack(p, report).await {
-                    Ok(()) => {}
-                    // The read asked for the restore; a later run rewrites it.
-                    Err(e) if e.kind() == ErrorKind::RestorePending => {
-                        report.restores_requested += 1;
-                    }
-                    Err(e) if e.kind() == ErrorKind::Closed => return Err(e),
-                    Err(e) => {
-                        tracing::warn!(pack = %p.id, error = %e, "pack rewrite failed");
-                        report.errors.push(format!("rewriting pack {}: {e}", p.id));
-                    }
+                if group.first().is_some_and(|g| g.class != p.class) {
+                    self.rewrite_group(&std::mem::take(&mut group), report)
+                        .await?;
+                    live = 0;
                 }
+                live += p.live_bytes;
+                group.push(p);
+                if live >= target {
+                    self.rewrite_group(&std::mem::take(&mut group), report)
+                        .await?;
+                    live = 0;
+                }
+            }
+            if !group.is_empty() {
+                self.rewrite_group(&group, report).await?;
             }
             if page.len() < PAGE {
                 break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrite `group` and report how it went; only `Closed` stops the run.
+    async fn rewrite_group(&self, group: &[PackRecord], report: &mut GcReport) -> Result<()> {
+        match self.rewrite_packs(group, report).await {
+            Ok(()) => {}
+            // The read asked for the restore; a later run rewrites it.
+            Err(e) if e.kind() == ErrorKind::RestorePending => {
+                report.restores_requested += group.len() as u64;
+            }
+            Err(e) if e.kind() == ErrorKind::Closed => return Err(e),
+            Err(e) => {
+                let names: Vec<&str> = group.iter().map(|p| p.id.as_str()).collect();
+                tracing::warn!(packs = ?names, error = %e, "pack rewrite failed");
+                report
+                    .errors
+                    .push(format!("rewriting packs {}: {e}", names.join(", ")));
             }
         }
         Ok(())
@@ -101,22 +134,33 @@ impl Store {
         saved > cost
     }
 
-    /// Move the live copies of pack `p` into new packs of its tier (write → verify →
-    /// commit → the old copies' removal in the same commit). Copies that fail
-    /// verification are marked and left in the old pack, which then stays until scrub
-    /// has repaired them elsewhere.
-    async fn rewrite_pack(&self, p: &PackRecord, report: &mut GcReport) -> Result<()> {
+    /// Move the live copies of the packs of `group` (one tier, one policy class) into
+    /// new packs of their tier (write → verify → commit → the old copies' removal in
+    /// the same commit). Copies that fail verification are marked and left in their old
+    /// pack, which then stays until scrub has repaired them elsewhere.
+    async fn rewrite_packs(&self, group: &[PackRecord], report: &mut GcReport) -> Result<()> {
+        let Some(p) = group.first() else {
+            return Ok(());
+        };
         let _op = self.begin().await?;
-        let copies = self.inner.meta.pack_locations(&p.id).await?;
-        let wants: Vec<(ChunkId, Option<u32>, Vec<Location>)> = copies
-            .iter()
-            .filter(|l| l.health == Health::Ok)
-            .map(|l| (l.chunk, None, vec![l.clone()]))
-            .collect();
+        let mut wants: Vec<(ChunkId, Option<u32>, Vec<Location>)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for g in group {
+            let copies = self.inner.meta.pack_locations(&g.id).await?;
+            for l in copies.into_iter().filter(|l| l.health == Health::Ok) {
+                // A chunk in two of the packs is written once; both old copies go.
+                if seen.insert(l.chunk) {
+                    wants.push((l.chunk, None, vec![l]));
+                } else if let Some(w) = wants.iter_mut().find(|w| w.0 == l.chunk) {
+                    w.2.push(l);
+                }
+            }
+        }
         if wants.is_empty() {
             return Ok(());
         }
-        report.requests += 1;
+        // One (ranged) GET per old pack.
+        report.requests += group.len() as u64;
         let mut chunks: Vec<(ChunkId, Bytes)> = Vec::with_capacity(wants.len());
         let mut moved: Vec<Location> = Vec::with_capacity(wants.len());
         for ((id, _, locs), got) in wants.iter().zip(self.read_shared(&wants).await) {
@@ -158,7 +202,7 @@ impl Store {
         let res = self.inner.meta.commit_placement(None, &change).await;
         crate::engine::intent::finish_all(intents).await;
         res?;
-        report.packs_rewritten += 1;
+        report.packs_rewritten += group.len() as u64;
         Ok(())
     }
 

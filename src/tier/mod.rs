@@ -106,6 +106,11 @@ impl PackTier {
         }
     }
 
+    /// The target size of its packs, in bytes.
+    pub fn pack_bytes(&self) -> usize {
+        self.pack_bytes
+    }
+
     /// Which tier this is.
     pub fn tier(&self) -> Tier {
         self.tier
