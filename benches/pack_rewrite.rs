@@ -78,6 +78,8 @@ struct Round {
     took: f64,
     bytes_rewritten: u64,
     packs_rewritten: u64,
+    /// Pack objects in the warm directory after the `gc`.
+    packs_after: u64,
     /// Seconds of the baseline's write and fsync.
     base: f64,
     /// Bytes the baseline wrote: the live bytes of the kept blobs.
@@ -157,11 +159,15 @@ fn round(rt: &tokio::runtime::Runtime, r: u64, blobs: u64, blob_len: usize) -> R
         }
         assert!(report.errors.is_empty(), "{report:?}");
         assert!(report.packs_rewritten > 0, "{report:?}");
+        let packs_after = std::fs::read_dir(warm_dir.join("data").join("warm"))
+            .map(|d| d.count() as u64)
+            .unwrap_or(0);
         store.close().await.expect("close");
         Round {
             took,
             bytes_rewritten: report.bytes_rewritten,
             packs_rewritten: report.packs_rewritten,
+            packs_after,
             base,
             live,
             collect,
@@ -190,10 +196,11 @@ fn main() {
         let x = round(&rt, r, blobs, blob_len);
         let (g, d) = (mib(x.bytes_rewritten, x.took), mib(x.live, x.base));
         eprintln!(
-            "round {r}: gc rewrote {} packs, {} MiB in {:.3} s ({g:.0} MiB/s, {:.2} CPU s); \
+            "round {r}: gc rewrote {} packs into {} objects, {} MiB in {:.3} s ({g:.0} MiB/s, {:.2} CPU s); \
              sequential write of {} MiB + fsync {:.3} s ({d:.0} MiB/s); ratio {:.2}; \
              (the gc of the deleted chunks before it: {:.3} s)",
             x.packs_rewritten,
+            x.packs_after,
             x.bytes_rewritten >> 20,
             x.took,
             x.cpu,

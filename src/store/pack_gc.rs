@@ -57,9 +57,9 @@ impl Store {
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
-            // Warm packs of one policy class are rewritten together into full packs
-            // (fewer, fuller objects, one commit per group); cold ones one at a time,
-            // each after its own cost check and restore.
+            // Warm packs of one policy class are rewritten together into fuller packs
+            // (fewer objects, one commit per group); cold ones one at a time, each
+            // after its own cost check and restore.
             let mut group: Vec<PackRecord> = Vec::new();
             let mut live = 0u64;
             let target = self.inner.tiers.warm.pack_bytes() as u64;
@@ -72,18 +72,18 @@ impl Store {
                     self.rewrite_group(std::slice::from_ref(&p), report).await?;
                     continue;
                 }
-                if group.first().is_some_and(|g| g.class != p.class) {
+                // A group's live bytes stay within one new pack: a group past it would
+                // leave a small remainder pack behind each full one.
+                if group
+                    .first()
+                    .is_some_and(|g| g.class != p.class || live + p.live_bytes > target)
+                {
                     self.rewrite_group(&std::mem::take(&mut group), report)
                         .await?;
                     live = 0;
                 }
                 live += p.live_bytes;
                 group.push(p);
-                if live >= target {
-                    self.rewrite_group(&std::mem::take(&mut group), report)
-                        .await?;
-                    live = 0;
-                }
             }
             if !group.is_empty() {
                 self.rewrite_group(&group, report).await?;
