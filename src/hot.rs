@@ -24,6 +24,13 @@ const RECLAIM_PENDING: &[u8] = b"hot_reclaim_pending";
 /// family id, two varint lengths and the 32-byte key (and the batch header).
 const BATCH_RECORD_OVERHEAD: usize = 64;
 
+/// One chunk's stored bytes (blocking: call from a blocking thread).
+fn read_chunk(db: &DB, id: &ChunkId) -> Result<Option<Bytes>> {
+    Ok(db
+        .get_pinned_cf(cf(db, CF_CHUNKS)?, id.as_bytes())?
+        .map(|v| Bytes::copy_from_slice(&v)))
+}
+
 /// A tier that stores chunk bytes under their ids on this node.
 #[async_trait]
 pub trait ChunkTier: Send + Sync + 'static {
@@ -32,6 +39,15 @@ pub trait ChunkTier: Send + Sync + 'static {
     async fn put_many(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<()>;
     /// The stored bytes, unverified (the caller verifies), or `None`.
     async fn get(&self, id: &ChunkId) -> Result<Option<Bytes>>;
+    /// [`Self::get`], with whether the bytes hash to `id`. Tiers that read from disk do
+    /// both off the async workers, so that a stream of reads (a `get` of a large blob)
+    /// spreads its reads, decompression and hashing over the cores.
+    async fn get_verified(&self, id: &ChunkId) -> Result<Option<(Bytes, bool)>> {
+        Ok(self.get(id).await?.map(|b| {
+            let ok = ChunkId::of(&b) == *id;
+            (b, ok)
+        }))
+    }
     /// [`Self::get`] of many chunks, in the order of `ids`, for bulk readers (the
     /// demote worker). Tiers that read from disk keep up to `readers` reads in flight.
     async fn get_many(&self, ids: &[ChunkId], readers: usize) -> Vec<Result<Option<Bytes>>> {
@@ -238,13 +254,21 @@ impl ChunkTier for HotTier {
     }
 
     async fn get(&self, id: &ChunkId) -> Result<Option<Bytes>> {
-        // Point reads are microseconds from the page cache; running them inline avoids
-        // a thread hop on the latency-critical path.
-        let cf = cf(&self.db, CF_CHUNKS)?;
-        Ok(self
-            .db
-            .get_pinned_cf(cf, id.as_bytes())?
-            .map(|v| Bytes::copy_from_slice(&v)))
+        let (db, id) = (self.db.clone(), *id);
+        // A read may go to the disk (blob files are written with O_DIRECT) and
+        // decompresses: never on an async worker.
+        tokio::task::spawn_blocking(move || read_chunk(&db, &id)).await?
+    }
+
+    async fn get_verified(&self, id: &ChunkId) -> Result<Option<(Bytes, bool)>> {
+        let (db, id) = (self.db.clone(), *id);
+        tokio::task::spawn_blocking(move || {
+            Ok(read_chunk(&db, &id)?.map(|b| {
+                let ok = ChunkId::of(&b) == id;
+                (b, ok)
+            }))
+        })
+        .await?
     }
 
     async fn get_many(&self, ids: &[ChunkId], readers: usize) -> Vec<Result<Option<Bytes>>> {
@@ -258,24 +282,7 @@ impl ChunkTier for HotTier {
         let parts = ids.chunks(per).map(|part| {
             let (db, part) = (self.db.clone(), part.to_vec());
             tokio::task::spawn_blocking(move || -> Vec<Result<Option<Bytes>>> {
-                let family = match cf(&db, CF_CHUNKS) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        let kind = e.kind();
-                        let msg = e.to_string();
-                        return part
-                            .iter()
-                            .map(|_| Err(Error::new(kind, msg.clone())))
-                            .collect();
-                    }
-                };
-                part.iter()
-                    .map(|id| {
-                        Ok(db
-                            .get_pinned_cf(family, id.as_bytes())?
-                            .map(|v| Bytes::copy_from_slice(&v)))
-                    })
-                    .collect()
+                part.iter().map(|id| read_chunk(&db, id)).collect()
             })
         });
         let mut out = Vec::with_capacity(ids.len());

@@ -236,9 +236,9 @@ impl Store {
             return Ok(bytes); // read (and verified) from warm or cold, on its way to hot
         }
         let now = self.now_ms();
-        let corrupt_here = match self.inner.hot.get(id).await {
-            Ok(Some(bytes)) if ChunkId::of(&bytes) == *id => return Ok(bytes),
-            Ok(Some(_)) => {
+        let corrupt_here = match self.inner.hot.get_verified(id).await {
+            Ok(Some((bytes, true))) => return Ok(bytes),
+            Ok(Some((_, false))) => {
                 self.mark(id, Health::Corrupt, now, "hot copy does not match its hash")
                     .await;
                 true
