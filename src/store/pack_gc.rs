@@ -15,6 +15,7 @@
 //!    ones may belong to a put in flight and are left.
 
 use bytes::Bytes;
+use futures::StreamExt;
 
 use super::admin::GcReport;
 use super::Store;
@@ -33,6 +34,11 @@ const LIST_PAGE: usize = 1000;
 const GB: f64 = 1e9;
 /// The horizon over which compacting a cold pack must pay for itself, in months.
 const PAYBACK_MONTHS: f64 = 3.0;
+/// Dead packs deleted at once.
+const DEAD_DELETES_IN_FLIGHT: usize = 8;
+/// Groups of sparse packs rewritten at once (each holds up to a pack of live chunks
+/// in memory, twice: read and built).
+const REWRITE_GROUPS_IN_FLIGHT: usize = 2;
 
 impl Store {
     /// Steps 1 to 3 of the module docs, for packs created before `cutoff`.
@@ -60,16 +66,17 @@ impl Store {
             // Warm packs of one policy class are rewritten together into fuller packs
             // (fewer objects, one commit per group); cold ones one at a time, each
             // after its own cost check and restore.
+            let mut groups: Vec<Vec<PackRecord>> = Vec::new();
             let mut group: Vec<PackRecord> = Vec::new();
             let mut live = 0u64;
             let target = self.inner.tiers.warm.pack_bytes() as u64;
             for p in page.iter().cloned() {
                 if p.tier == Tier::Cold {
-                    if !self.compaction_pays(&p) {
+                    if self.compaction_pays(&p) {
+                        groups.push(vec![p]);
+                    } else {
                         report.packs_kept_by_cost += 1;
-                        continue;
                     }
-                    self.rewrite_group(std::slice::from_ref(&p), report).await?;
                     continue;
                 }
                 // A group's live bytes stay within one new pack: a group past it would
@@ -78,15 +85,31 @@ impl Store {
                     .first()
                     .is_some_and(|g| g.class != p.class || live + p.live_bytes > target)
                 {
-                    self.rewrite_group(&std::mem::take(&mut group), report)
-                        .await?;
+                    groups.push(std::mem::take(&mut group));
                     live = 0;
                 }
                 live += p.live_bytes;
                 group.push(p);
             }
             if !group.is_empty() {
-                self.rewrite_group(&group, report).await?;
+                groups.push(group);
+            }
+            // Groups are independent (each has its own packs, upload and commit): two at
+            // a time overlap one group's reads and hashing with the other's write and
+            // fsync, which a single group leaves idle in turn.
+            // (The futures are made up front: a `map` closure here makes the future of
+            // the whole gc pass fail the workers' `Send` bound.)
+            let runs: Vec<_> = groups.iter().map(|g| self.rewrite_group(g)).collect();
+            let mut runs = futures::stream::iter(runs).buffer_unordered(REWRITE_GROUPS_IN_FLIGHT);
+            let mut closed = None;
+            while let Some(part) = runs.next().await {
+                match part {
+                    Ok(part) => report.add_rewrites(part),
+                    Err(e) => closed = Some(e),
+                }
+            }
+            if let Some(e) = closed {
+                return Err(e);
             }
             if page.len() < PAGE {
                 break;
@@ -95,9 +118,11 @@ impl Store {
         Ok(())
     }
 
-    /// Rewrite `group` and report how it went; only `Closed` stops the run.
-    async fn rewrite_group(&self, group: &[PackRecord], report: &mut GcReport) -> Result<()> {
-        match self.rewrite_packs(group, report).await {
+    /// Rewrite `group` and report how it went (the rewrite fields of a [`GcReport`]);
+    /// only `Closed` stops the run.
+    async fn rewrite_group(&self, group: &[PackRecord]) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        match self.rewrite_packs(group, &mut report).await {
             Ok(()) => {}
             // The read asked for the restore; a later run rewrites it.
             Err(e) if e.kind() == ErrorKind::RestorePending => {
@@ -112,7 +137,7 @@ impl Store {
                     .push(format!("rewriting packs {}: {e}", names.join(", ")));
             }
         }
-        Ok(())
+        Ok(report)
     }
 
     /// Whether compacting cold pack `p` saves more over [`PAYBACK_MONTHS`] than reading
@@ -220,40 +245,69 @@ impl Store {
             let page = meta.dead_packs(cutoff, now, after.as_deref(), PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
-            for p in &page {
-                // The delete intent first: a writer re-creating this name from now on
-                // backs off, and one already writing it is seen here.
-                let Some(intent) = self.inner.intents.begin_delete(&p.id).await? else {
-                    continue; // being written (or deleted by another process)
-                };
-                if !meta.delete_dead_pack(&p.id, cutoff, now).await? {
-                    intent.finish().await;
-                    continue; // a copy was recorded in it meanwhile
-                }
-                self.pause_at("pack-delete").await;
-                if !intent.held().await? {
-                    // Lost while paused: a writer may own the name now. The object is
-                    // left for the orphan sweep, which looks again.
-                    report
+            // Each delete is a few small metadata writes and one object request:
+            // several at once share the metadata store's syncs and the round trips.
+            let runs: Vec<_> = page
+                .iter()
+                .map(|p| self.delete_dead_pack(p, cutoff, now))
+                .collect();
+            let mut runs = futures::stream::iter(runs).buffer_unordered(DEAD_DELETES_IN_FLIGHT);
+            let mut failed = None;
+            while let Some(res) = runs.next().await {
+                match res {
+                    Ok(DeadPack::Deleted(p)) => {
+                        report.requests += 1;
+                        report.packs_deleted += 1;
+                        match p.tier {
+                            Tier::Cold => report.cold_bytes_reclaimed += p.size,
+                            _ => report.warm_bytes_reclaimed += p.size,
+                        }
+                    }
+                    Ok(DeadPack::Skipped) => {}
+                    Ok(DeadPack::IntentLost(p)) => report
                         .errors
-                        .push(format!("pack {}: delete intent lost", p.id));
-                    continue;
+                        .push(format!("pack {}: delete intent lost", p.id)),
+                    Err(e) => failed = Some(e),
                 }
-                let deleted = self.inner.tiers.get(p.tier)?.store().delete(&p.id).await;
-                intent.finish().await;
-                deleted?;
-                report.requests += 1;
-                report.packs_deleted += 1;
-                match p.tier {
-                    Tier::Cold => report.cold_bytes_reclaimed += p.size,
-                    _ => report.warm_bytes_reclaimed += p.size,
-                }
+            }
+            drop(runs);
+            if let Some(e) = failed {
+                return Err(e);
             }
             if page.len() < PAGE {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Delete dead pack `p`: its record (if it is still dead), then its object, under
+    /// the pack's delete intent.
+    async fn delete_dead_pack<'p>(
+        &self,
+        p: &'p PackRecord,
+        cutoff: u64,
+        now: u64,
+    ) -> Result<DeadPack<'p>> {
+        // The delete intent first: a writer re-creating this name from now on backs
+        // off, and one already writing it is seen here.
+        let Some(intent) = self.inner.intents.begin_delete(&p.id).await? else {
+            return Ok(DeadPack::Skipped); // being written (or deleted by another process)
+        };
+        if !self.inner.meta.delete_dead_pack(&p.id, cutoff, now).await? {
+            intent.finish().await;
+            return Ok(DeadPack::Skipped); // a copy was recorded in it meanwhile
+        }
+        self.pause_at("pack-delete").await;
+        if !intent.held().await? {
+            // Lost while paused: a writer may own the name now. The object is left for
+            // the orphan sweep, which looks again.
+            return Ok(DeadPack::IntentLost(p));
+        }
+        let deleted = self.inner.tiers.get(p.tier)?.store().delete(&p.id).await;
+        intent.finish().await;
+        deleted?;
+        Ok(DeadPack::Deleted(p))
     }
 
     /// Delete pack objects no record names that were last written before `cutoff`.
@@ -369,4 +423,23 @@ impl Store {
         }
         Ok(())
     }
+}
+
+impl GcReport {
+    /// Add what one group's rewrite reported.
+    fn add_rewrites(&mut self, part: GcReport) {
+        self.packs_rewritten += part.packs_rewritten;
+        self.bytes_rewritten += part.bytes_rewritten;
+        self.restores_requested += part.restores_requested;
+        self.requests += part.requests;
+        self.errors.extend(part.errors);
+    }
+}
+
+/// What became of one dead pack.
+enum DeadPack<'p> {
+    Deleted(&'p PackRecord),
+    /// Being written, deleted by another process, or alive again.
+    Skipped,
+    IntentLost(&'p PackRecord),
 }
