@@ -44,13 +44,16 @@ def select(limit, dirs):
                 raw = os.fsencode(path)
                 key = hashlib.blake2b(raw, digest_size=8).digest()
                 # Relative to /, for `tar -C /`: member names without a leading slash.
-                files.append((key, raw.lstrip(b"/"), st.st_size))
+                files.append((key, raw.lstrip(b"/"), st.st_size, (st.st_dev, st.st_ino)))
     files.sort()
-    taken, total = [], 0
-    for _, path, size in files:
-        if total + size <= limit:
+    taken, total, inodes = [], 0, set()
+    for _, path, size, inode in files:
+        # A second name of a file already taken would be a hard link in the tar, no
+        # bytes: skip it, so the tar holds what the count says.
+        if inode not in inodes and total + size <= limit:
             taken.append(path)
             total += size
+            inodes.add(inode)
     taken.sort()
     out = sys.stdout.buffer
     for path in taken:
@@ -64,7 +67,11 @@ def edit(src, dst, count, seed):
     are the same bytes, shifted."""
     size = os.path.getsize(src)
     rng = random.Random(seed)
-    inserts = sorted((rng.randrange(size + 1), rng.randbytes(rng.randint(1, 64))) for _ in range(count))
+    inserts = []
+    for _ in range(count):
+        off = rng.randrange(size + 1)
+        inserts.append((off, rng.randbytes(rng.randint(1, 64))))
+    inserts.sort()
     pos = 0
     with open(src, "rb") as f, open(dst + ".part", "wb") as g:
         for off, data in inserts:
