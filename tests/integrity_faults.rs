@@ -18,7 +18,7 @@ use strata::meta::faults::FaultyMeta;
 use strata::object::FaultyObjectStore;
 use strata::settings::Durability;
 use strata::{BlobId, ErrorKind, ManualClock, Settings, Store, Tier};
-use support::random_bytes;
+use support::{all_read, assert_gc_settled, blobs_in_shared_packs, random_bytes};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -62,32 +62,6 @@ async fn open_env(tweak: impl FnOnce(&mut Settings)) -> Env {
     }
 }
 
-/// Put `n` blobs and move all their chunks to warm in one move (they share packs).
-async fn blobs_in_shared_packs(env: &Env, n: u64) -> Vec<(BlobId, Bytes)> {
-    let mut blobs = Vec::new();
-    let mut chunks = Vec::new();
-    for seed in 0..n {
-        let data = random_bytes(120_000, 500 + seed);
-        let id = env.store.put(data.clone()).await.expect("put").id;
-        let size = data.len() as u64;
-        chunks.extend(
-            env.store
-                .meta()
-                .manifest_range(&id, 0, size)
-                .await
-                .expect("manifest")
-                .into_iter()
-                .map(|e| e.chunk),
-        );
-        blobs.push((id, data));
-    }
-    env.store
-        .move_chunks(&chunks, Tier::Warm)
-        .await
-        .expect("move");
-    blobs
-}
-
 /// Copies of the blobs' chunks marked corrupt.
 async fn marked(store: &Store, blobs: &[(BlobId, Bytes)]) -> usize {
     let mut n = 0;
@@ -109,12 +83,6 @@ async fn marked(store: &Store, blobs: &[(BlobId, Bytes)]) -> usize {
         }
     }
     n
-}
-
-async fn all_read(store: &Store, blobs: &[(BlobId, Bytes)]) {
-    for (id, data) in blobs {
-        assert!(store.get(id).await.expect("get") == *data, "blob {id}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +123,7 @@ async fn scrub_with_the_metadata_store_gone_is_unavailable_then_finishes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_rewrite_with_warm_writes_failing_is_unavailable_then_finishes() {
     let env = open_env(|_| {}).await;
-    let blobs = blobs_in_shared_packs(&env, 8).await;
+    let blobs = blobs_in_shared_packs(&env.store, 8, 500).await;
     for (id, _) in &blobs[1..7] {
         env.store.delete(id).await.expect("delete");
     }
@@ -173,16 +141,7 @@ async fn gc_rewrite_with_warm_writes_failing_is_unavailable_then_finishes() {
     env.clock.advance(1);
     let r = env.store.gc().await.expect("gc");
     assert!(r.errors.is_empty(), "{r:?}");
-    let again = env.store.gc().await.expect("gc");
-    assert_eq!(
-        (
-            again.packs_rewritten,
-            again.packs_deleted,
-            again.orphan_packs_deleted
-        ),
-        (0, 0, 0),
-        "{again:?}"
-    );
+    assert_gc_settled(&env.store).await;
     all_read(&env.store, &survivors).await;
     let fsck = env.store.fsck(false).await.expect("fsck");
     assert!(fsck.is_clean(), "{fsck}");
@@ -192,7 +151,7 @@ async fn gc_rewrite_with_warm_writes_failing_is_unavailable_then_finishes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_rewrite_reading_flipped_bits_loses_nothing_and_scrub_clears_the_marks() {
     let env = open_env(|_| {}).await;
-    let blobs = blobs_in_shared_packs(&env, 8).await;
+    let blobs = blobs_in_shared_packs(&env.store, 8, 500).await;
     for (id, _) in &blobs[1..7] {
         env.store.delete(id).await.expect("delete");
     }
@@ -225,7 +184,7 @@ async fn gc_rewrite_reading_flipped_bits_loses_nothing_and_scrub_clears_the_mark
 async fn scrub_reading_truncated_bodies_marks_nothing_then_checks_everything() {
     let env = open_env(|_| {}).await;
     // Warm copies only: every check is a ranged GET.
-    let blobs = blobs_in_shared_packs(&env, 4).await;
+    let blobs = blobs_in_shared_packs(&env.store, 4, 500).await;
     // Every GET's body arrives one byte short, without an error: the chunks whose bytes
     // all came verify; the last chunk of each GET did not arrive whole. The objects
     // are intact (their HEAD says so), so those copies are unchecked, not corrupt.
@@ -252,7 +211,7 @@ async fn scrub_reading_truncated_bodies_marks_nothing_then_checks_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_of_truncated_bodies_return_unavailable_never_wrong_bytes() {
     let env = open_env(|_| {}).await;
-    let blobs = blobs_in_shared_packs(&env, 2).await;
+    let blobs = blobs_in_shared_packs(&env.store, 2, 500).await;
     env.warm.set_truncate_reads(Some(1));
     for (id, _) in &blobs {
         let err = env.store.get(id).await.expect_err("a chunk arrives short");
@@ -267,7 +226,7 @@ async fn reads_of_truncated_bodies_return_unavailable_never_wrong_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_rewrite_reading_truncated_bodies_marks_nothing_then_finishes() {
     let env = open_env(|_| {}).await;
-    let blobs = blobs_in_shared_packs(&env, 8).await;
+    let blobs = blobs_in_shared_packs(&env.store, 8, 500).await;
     for (id, _) in &blobs[1..7] {
         env.store.delete(id).await.expect("delete");
     }
@@ -286,16 +245,7 @@ async fn gc_rewrite_reading_truncated_bodies_marks_nothing_then_finishes() {
     env.clock.advance(1);
     let r = env.store.gc().await.expect("gc");
     assert!(r.errors.is_empty() && r.packs_rewritten >= 1, "{r:?}");
-    let again = env.store.gc().await.expect("gc");
-    assert_eq!(
-        (
-            again.packs_rewritten,
-            again.packs_deleted,
-            again.orphan_packs_deleted
-        ),
-        (0, 0, 0),
-        "{again:?}"
-    );
+    assert_gc_settled(&env.store).await;
     all_read(&env.store, &survivors).await;
     let fsck = env.store.fsck(false).await.expect("fsck");
     assert!(fsck.is_clean(), "{fsck}");
@@ -305,7 +255,7 @@ async fn gc_rewrite_reading_truncated_bodies_marks_nothing_then_finishes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fsck_reading_truncated_bodies_is_unavailable_not_a_corrupt_pack() {
     let env = open_env(|_| {}).await;
-    let blobs = blobs_in_shared_packs(&env, 2).await;
+    let blobs = blobs_in_shared_packs(&env.store, 2, 500).await;
     env.warm.set_truncate_reads(Some(1));
     // The pack indexes arrive short: fsck cannot check them, which is not damage.
     let err = env
@@ -417,34 +367,12 @@ async fn open_moto_env(
     Some((store, proxy, dir))
 }
 
-/// Put `n` blobs and move them to warm in one move (they share packs).
-async fn blobs_in_warm(store: &Store, n: u64, seed: u64) -> Vec<(BlobId, Bytes)> {
-    let mut blobs = Vec::new();
-    let mut chunks = Vec::new();
-    for i in 0..n {
-        let data = random_bytes(120_000, seed + i);
-        let id = store.put(data.clone()).await.expect("put").id;
-        chunks.extend(
-            store
-                .meta()
-                .manifest_range(&id, 0, data.len() as u64)
-                .await
-                .expect("manifest")
-                .into_iter()
-                .map(|e| e.chunk),
-        );
-        blobs.push((id, data));
-    }
-    store.move_chunks(&chunks, Tier::Warm).await.expect("move");
-    blobs
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrub_with_s3_timing_out_leaves_copies_unchecked_then_checks_them() {
     let Some((store, proxy, _dir)) = open_moto_env(|_| {}).await else {
         return;
     };
-    let blobs = blobs_in_warm(&store, 3, 700).await;
+    let blobs = blobs_in_shared_packs(&store, 3, 700).await;
     // Every response is held past the client's timeouts: the HEADs of the packs time
     // out (retried once), so no copy gets a verdict, and none is marked.
     proxy.stalled.store(true, Ordering::SeqCst);
@@ -476,7 +404,7 @@ async fn gc_rewrite_with_s3_timing_out_is_unavailable_then_finishes() {
     let Some((store, proxy, _dir)) = open_moto_env(|_| {}).await else {
         return;
     };
-    let blobs = blobs_in_warm(&store, 8, 800).await;
+    let blobs = blobs_in_shared_packs(&store, 8, 800).await;
     for (id, _) in &blobs[1..7] {
         store.delete(id).await.expect("delete");
     }
@@ -500,16 +428,7 @@ async fn gc_rewrite_with_s3_timing_out_is_unavailable_then_finishes() {
     let r = store.gc().await.expect("gc");
     assert!(r.errors.is_empty() && r.packs_rewritten >= 1, "{r:?}");
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let again = store.gc().await.expect("gc");
-    assert_eq!(
-        (
-            again.packs_rewritten,
-            again.packs_deleted,
-            again.orphan_packs_deleted
-        ),
-        (0, 0, 0),
-        "{again:?}"
-    );
+    assert_gc_settled(&store).await;
     all_read(&store, &survivors).await;
     let fsck = store.fsck(false).await.expect("fsck");
     assert!(fsck.is_clean(), "{fsck}");

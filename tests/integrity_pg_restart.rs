@@ -22,8 +22,8 @@ use bytes::Bytes;
 use strata::object::FaultyObjectStore;
 use strata::settings::{Connection, PostgresConnection};
 use strata::store::PausePoint;
-use strata::{BlobId, ErrorKind, Health, ManualClock, Settings, Store, Tier};
-use support::random_bytes;
+use strata::{BlobId, ErrorKind, Health, ManualClock, Settings, Store};
+use support::{all_read, assert_gc_settled, blobs_in_shared_packs, random_bytes};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -198,34 +198,6 @@ async fn open_env(url: &str, point: &'static str, tweak: impl FnOnce(&mut Settin
     }
 }
 
-/// Put `n` blobs and move all their chunks to warm in one move (they share packs).
-async fn blobs_in_shared_packs(store: &Store, n: u64, seed: u64) -> Vec<(BlobId, Bytes)> {
-    let mut blobs = Vec::new();
-    let mut chunks = Vec::new();
-    for i in 0..n {
-        let data = random_bytes(120_000, seed + i);
-        let id = store.put(data.clone()).await.expect("put").id;
-        chunks.extend(
-            store
-                .meta()
-                .manifest_range(&id, 0, data.len() as u64)
-                .await
-                .expect("manifest")
-                .into_iter()
-                .map(|e| e.chunk),
-        );
-        blobs.push((id, data));
-    }
-    store.move_chunks(&chunks, Tier::Warm).await.expect("move");
-    blobs
-}
-
-async fn all_read(store: &Store, blobs: &[(BlobId, Bytes)]) {
-    for (id, data) in blobs {
-        assert!(store.get(id).await.expect("get") == *data, "blob {id}");
-    }
-}
-
 /// Healthy copies of each chunk of `blobs`, fewest first.
 async fn fewest_healthy_copies(store: &Store, blobs: &[(BlobId, Bytes)]) -> usize {
     let mut fewest = usize::MAX;
@@ -313,16 +285,7 @@ async fn gc_survives_a_restart_at(point: &'static str, seed: u64) {
         assert!(r.packs_rewritten >= 1, "{r:?}");
     }
     env.clock.advance(1);
-    let again = env.store.gc().await.expect("gc");
-    assert_eq!(
-        (
-            again.packs_rewritten,
-            again.packs_deleted,
-            again.orphan_packs_deleted
-        ),
-        (0, 0, 0),
-        "{again:?}"
-    );
+    assert_gc_settled(&env.store).await;
     all_read(&env.store, &survivors).await;
     for (id, _) in &blobs[1..7] {
         let err = env.store.get(id).await.expect_err("deleted");

@@ -110,3 +110,54 @@ pub fn small_pack_settings(dir: &Path) -> Settings {
     s.tiers.restore_poll_ms = strata::tier::settings::MIN_RESTORE_POLL_MS;
     s
 }
+
+/// Put `n` blobs of random bytes (seeds `seed..seed + n`) and move all their chunks to
+/// warm in one move, so that they share packs.
+pub async fn blobs_in_shared_packs(
+    store: &Store,
+    n: u64,
+    seed: u64,
+) -> Vec<(strata::BlobId, Bytes)> {
+    let mut blobs = Vec::new();
+    let mut chunks = Vec::new();
+    for i in 0..n {
+        let data = random_bytes(120_000, seed + i);
+        let id = store.put(data.clone()).await.expect("put").id;
+        chunks.extend(
+            store
+                .meta()
+                .manifest_range(&id, 0, data.len() as u64)
+                .await
+                .expect("manifest")
+                .into_iter()
+                .map(|e| e.chunk),
+        );
+        blobs.push((id, data));
+    }
+    store
+        .move_chunks(&chunks, strata::Tier::Warm)
+        .await
+        .expect("move");
+    blobs
+}
+
+/// Every blob reads back byte-identical.
+pub async fn all_read(store: &Store, blobs: &[(strata::BlobId, Bytes)]) {
+    for (id, data) in blobs {
+        assert!(store.get(id).await.expect("get") == *data, "blob {id}");
+    }
+}
+
+/// A further `gc` finds no pack to rewrite or delete: the run before it finished.
+pub async fn assert_gc_settled(store: &Store) {
+    let again = store.gc().await.expect("gc");
+    assert_eq!(
+        (
+            again.packs_rewritten,
+            again.packs_deleted,
+            again.orphan_packs_deleted
+        ),
+        (0, 0, 0),
+        "{again:?}"
+    );
+}
