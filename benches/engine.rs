@@ -55,22 +55,6 @@ async fn open_at(settings: Settings, clock: Arc<ManualClock>) -> Store {
     .expect("open")
 }
 
-/// Sequential write of `len` bytes to a new file in `dir`, fsynced: the baseline.
-fn sequential_write(dir: &std::path::Path, data: &[u8]) -> Duration {
-    use std::io::Write;
-    let path = dir.join("baseline.bin");
-    let t = Instant::now();
-    let mut f = std::fs::File::create(&path).expect("create");
-    for block in data.chunks(4 << 20) {
-        f.write_all(block).expect("write");
-    }
-    f.sync_all().expect("fsync");
-    let took = t.elapsed();
-    drop(f);
-    std::fs::remove_file(&path).expect("remove");
-    took
-}
-
 fn demote(c: &mut Criterion) {
     let rt = rt();
     let len = common::size(256 << 20, 4 << 20);
@@ -83,7 +67,7 @@ fn demote(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let tmp = common::tempdir();
             (0..iters)
-                .map(|_| sequential_write(tmp.path(), &data))
+                .map(|_| common::sequential_write(tmp.path(), &data))
                 .sum()
         })
     });

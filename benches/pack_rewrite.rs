@@ -20,27 +20,11 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strata::{ChunkId, Store, Tier};
-
-/// Sequential write of `data` to a new file in `dir`, fsynced at the end.
-fn sequential_write(dir: &Path, data: &[u8]) -> Duration {
-    let path = dir.join("baseline.bin");
-    let t = Instant::now();
-    let mut f = std::fs::File::create(&path).expect("create");
-    for block in data.chunks(4 << 20) {
-        f.write_all(block).expect("write");
-    }
-    f.sync_all().expect("fsync");
-    let took = t.elapsed();
-    drop(f);
-    std::fs::remove_file(&path).expect("remove");
-    took
-}
 
 /// Make the next measurement start from the same state as the other: write `len`
 /// bytes to a file in `dir` and delete it (not timed), write every dirty page back
@@ -50,7 +34,7 @@ fn sequential_write(dir: &Path, data: &[u8]) -> Duration {
 /// "Ingest"), and took 3-6 times longer than when it ran second; without the rest it
 /// paid for the writeback of the setup's writes.
 fn settle(dir: &Path, data: &[u8]) {
-    sequential_write(dir, data);
+    common::sequential_write(dir, data);
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };
     std::thread::sleep(Duration::from_millis(500));
@@ -146,7 +130,7 @@ fn round(rt: &tokio::runtime::Runtime, r: u64, blobs: u64, blob_len: usize) -> R
         let mut base = 0.0;
         if before {
             settle(&warm_dir, &baseline_data);
-            base = sequential_write(&warm_dir, &baseline_data).as_secs_f64();
+            base = common::sequential_write(&warm_dir, &baseline_data).as_secs_f64();
         }
         settle(&warm_dir, &baseline_data);
         let (t, c) = (Instant::now(), cpu_secs());
@@ -155,7 +139,7 @@ fn round(rt: &tokio::runtime::Runtime, r: u64, blobs: u64, blob_len: usize) -> R
         let cpu = cpu_secs() - c;
         if !before {
             settle(&warm_dir, &baseline_data);
-            base = sequential_write(&warm_dir, &baseline_data).as_secs_f64();
+            base = common::sequential_write(&warm_dir, &baseline_data).as_secs_f64();
         }
         assert!(report.errors.is_empty(), "{report:?}");
         assert!(report.packs_rewritten > 0, "{report:?}");
@@ -174,11 +158,6 @@ fn round(rt: &tokio::runtime::Runtime, r: u64, blobs: u64, blob_len: usize) -> R
             cpu,
         }
     })
-}
-
-fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
 fn main() {
@@ -213,9 +192,9 @@ fn main() {
         disk.push(d);
         ratios.push(g / d);
     }
-    let (gm, glo, ghi) = median(gc);
-    let (dm, dlo, dhi) = median(disk);
-    let (rm, rlo, rhi) = median(ratios);
+    let (gm, glo, ghi) = common::median(gc);
+    let (dm, dlo, dhi) = common::median(disk);
+    let (rm, rlo, rhi) = common::median(ratios);
     println!(
         "pack rewrite: gc {gm:.0} MiB/s [{glo:.0}, {ghi:.0}], disk sequential write + fsync {dm:.0} MiB/s \
          [{dlo:.0}, {dhi:.0}]; ratio per round median {rm:.2} [{rlo:.2}, {rhi:.2}] over {rounds} rounds"

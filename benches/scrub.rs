@@ -54,11 +54,6 @@ async fn reset(store: &Store, ids: Vec<BlobId>) {
     store.gc().await.expect("gc");
 }
 
-fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -135,10 +130,10 @@ fn main() {
     }
     rt.block_on(store.close()).expect("close");
     let mib = (len as u64 * count) as f64 / (1 << 20) as f64;
-    let (im, ilo, ihi) = median(idle);
-    let (bm, blo, bhi) = median(busy);
-    let (rm, rlo, rhi) = median(ratios);
-    let (sm, slo, shi) = median(scrub_rates);
+    let (im, ilo, ihi) = common::median(idle);
+    let (bm, blo, bhi) = common::median(busy);
+    let (rm, rlo, rhi) = common::median(ratios);
+    let (sm, slo, shi) = common::median(scrub_rates);
     println!(
         "scrub vs put: {count} puts of {} MiB; idle median {im:.3} s [{ilo:.3}, {ihi:.3}] ({:.0} MiB/s), \
          during scrub median {bm:.3} s [{blo:.3}, {bhi:.3}] ({:.0} MiB/s); throughput during scrub / idle, \

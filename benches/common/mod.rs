@@ -162,3 +162,27 @@ pub fn bench_get_range_4k(
         });
     }
 }
+
+/// Sequential write of `data` to a new file in `dir`, 4 MiB per `write`, fsynced at the
+/// end (what `dd bs=4M conv=fsync` does): the disk baseline of the benches. The file is
+/// removed afterwards, outside the timing.
+pub fn sequential_write(dir: &Path, data: &[u8]) -> std::time::Duration {
+    use std::io::Write;
+    let path = dir.join("baseline.bin");
+    let t = std::time::Instant::now();
+    let mut f = std::fs::File::create(&path).expect("create");
+    for block in data.chunks(4 << 20) {
+        f.write_all(block).expect("write");
+    }
+    f.sync_all().expect("fsync");
+    let took = t.elapsed();
+    drop(f);
+    std::fs::remove_file(&path).expect("remove");
+    took
+}
+
+/// Median, minimum and maximum of `v` (not empty).
+pub fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
